@@ -1,0 +1,43 @@
+// Boundary checks for arrays passed from Python: dtype, C-contiguity, writeability, shape.
+// Every check raises a Python exception naming the argument; kernels then trust their inputs.
+#pragma once
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace fs_py {
+namespace py = pybind11;
+
+inline std::string shape_str(const py::array& a) {
+  std::ostringstream os;
+  os << "(";
+  for (py::ssize_t i = 0; i < a.ndim(); ++i) os << (i ? ", " : "") << a.shape(i);
+  os << (a.ndim() == 1 ? ",)" : ")");
+  return os.str();
+}
+
+// expected: one entry per dimension, -1 for "any".
+template <class T>
+T* checked_data(const py::array& a, const char* name, const std::vector<py::ssize_t>& expected,
+                bool writeable) {
+  if (!a.dtype().is(py::dtype::of<T>()))
+    throw py::type_error(std::string(name) + ": expected dtype " +
+                         std::string(py::str(py::dtype::of<T>())) + ", got " +
+                         std::string(py::str(a.dtype())));
+  if (a.ndim() != static_cast<py::ssize_t>(expected.size()))
+    throw py::value_error(std::string(name) + ": expected " + std::to_string(expected.size()) +
+                          " dimensions, got shape " + shape_str(a));
+  for (size_t i = 0; i < expected.size(); ++i)
+    if (expected[i] >= 0 && a.shape(i) != expected[i])
+      throw py::value_error(std::string(name) + ": shape " + shape_str(a) + " does not match; axis " +
+                            std::to_string(i) + " must be " + std::to_string(expected[i]));
+  if (!(a.flags() & py::array::c_style))
+    throw py::value_error(std::string(name) + ": array must be C-contiguous (use np.ascontiguousarray)");
+  if (writeable && !a.writeable())
+    throw py::value_error(std::string(name) + ": array is read-only but is written in place");
+  return static_cast<T*>(const_cast<void*>(a.data()));
+}
+
+}  // namespace fs_py

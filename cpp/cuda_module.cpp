@@ -1,0 +1,85 @@
+// pybind11 bindings of the CUDA engine (module falsestruct_fast._cuda). Built only when CMake
+// finds a CUDA compiler; the CUDA runtime is linked statically, so importing it never fails
+// on a machine without a GPU: device_count() is then 0 and the kernels raise RuntimeError.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include "array_checks.h"
+#include "falsestruct/mlp_cuda.h"
+#include "mlp_args.h"
+
+namespace py = pybind11;
+using namespace fs_py;
+
+namespace {
+
+void require_device() {
+  if (fs::cuda::device_count() == 0)
+    throw std::runtime_error("no CUDA device is available (engine='cuda')");
+}
+
+void raise_on_error(const std::string& err) {
+  if (!err.empty()) throw std::runtime_error("CUDA error: " + err);
+}
+
+template <class T>
+void train_impl(const fs::MlpShape& s, int loss_kind, int shuffle, py::tuple adam, py::array X,
+                py::array Y, py::array theta, py::array m, py::array v, py::array seeds, int epochs,
+                int batch_size, int64_t step0, int record_every, py::array loss_hist,
+                py::array acc_hist) {
+  const auto a = train_args_from_python<T>(s, loss_kind, shuffle, adam, X, Y, theta, m, v, seeds,
+                                           epochs, batch_size, step0, record_every, loss_hist, acc_hist);
+  const int S = static_cast<int>(theta.shape(0));
+  require_device();
+  std::string err;
+  {
+    py::gil_scoped_release release;
+    err = fs::cuda::mlp_train(a, S, a.x_net_stride ? S : 1, a.y_net_stride ? S : 1);
+  }
+  raise_on_error(err);
+}
+
+template <class T>
+void forward_impl(const fs::MlpShape& s, py::array theta, py::array X, py::array out) {
+  const int S = static_cast<int>(theta.shape(0));
+  const T* th = checked_data<T>(theta, "theta", {-1, s.n_params}, false);
+  int64_t xs;
+  int N;
+  const T* x = data_array<T>(X, "X", S, s.width[0], &xs, &N);
+  T* o = checked_data<T>(out, "out", {S, N, s.n_logits()}, true);
+  require_device();
+  std::string err;
+  {
+    py::gil_scoped_release release;
+    err = fs::cuda::mlp_forward(s, th, S, x, xs, N, o);
+  }
+  raise_on_error(err);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_cuda, mod) {
+  mod.doc() = "falsestruct_fast CUDA engine (one CUDA block per network).";
+  mod.def("device_count", &fs::cuda::device_count);
+  mod.def("device_name", &fs::cuda::device_name, py::arg("device") = 0);
+  mod.def(
+      "mlp_train",
+      [](const std::vector<int>& widths, int loss_kind, int shuffle, py::tuple adam, py::array X,
+         py::array Y, py::array theta, py::array m, py::array v, py::array seeds, int epochs,
+         int batch_size, int64_t step0, int record_every, py::array loss_hist, py::array acc_hist) {
+        const auto s = shape_from(widths);
+        if (is_float64(theta))
+          train_impl<double>(s, loss_kind, shuffle, adam, X, Y, theta, m, v, seeds, epochs,
+                             batch_size, step0, record_every, loss_hist, acc_hist);
+        else
+          train_impl<float>(s, loss_kind, shuffle, adam, X, Y, theta, m, v, seeds, epochs,
+                            batch_size, step0, record_every, loss_hist, acc_hist);
+      },
+      "Same contract as _native.mlp_train (host arrays, copied to and from the GPU).");
+  mod.def("mlp_forward", [](const std::vector<int>& widths, py::array theta, py::array X, py::array out) {
+    const auto s = shape_from(widths);
+    if (is_float64(theta)) forward_impl<double>(s, theta, X, out);
+    else forward_impl<float>(s, theta, X, out);
+  });
+}

@@ -1,0 +1,82 @@
+// Conversion of Python arguments into kernel argument structs, shared by the CPU (_native)
+// and CUDA (_cuda) binding modules.
+#pragma once
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <string>
+#include <vector>
+
+#include "array_checks.h"
+#include "falsestruct/mlp.h"
+
+namespace fs_py {
+namespace py = pybind11;
+
+inline fs::MlpShape shape_from(const std::vector<int>& widths) {
+  fs::MlpShape s;
+  if (!fs::make_mlp_shape(widths.data(), static_cast<int>(widths.size()), &s))
+    throw py::value_error("widths: need 2 to " + std::to_string(fs::kMaxLayers + 1) +
+                          " positive layer widths");
+  return s;
+}
+
+inline bool is_float64(const py::array& a) { return a.dtype().is(py::dtype::of<double>()); }
+
+// Data X is (N, cols) shared by all networks or (S, N, cols); returns the per-network stride.
+template <class T>
+const T* data_array(const py::array& a, const char* name, int S, int cols, int64_t* net_stride,
+                    int* N) {
+  if (a.ndim() == 2) {
+    *N = static_cast<int>(a.shape(0));
+    *net_stride = 0;
+    return checked_data<T>(a, name, {-1, cols}, false);
+  }
+  *N = a.ndim() == 3 ? static_cast<int>(a.shape(1)) : 0;
+  *net_stride = static_cast<int64_t>(*N) * cols;
+  return checked_data<T>(a, name, {S, -1, cols}, false);
+}
+
+template <class T>
+fs::MlpTrainArgs<T> train_args_from_python(const fs::MlpShape& s, int loss_kind, int shuffle,
+                                           py::tuple adam, py::array X, py::array Y,
+                                           py::array theta, py::array m, py::array v,
+                                           py::array seeds, int epochs, int batch_size,
+                                           int64_t step0, int record_every, py::array loss_hist,
+                                           py::array acc_hist) {
+  if (shuffle < 0 || shuffle > 2) throw py::value_error("shuffle: unknown mode");
+  if (loss_kind < 0 || loss_kind > 1) throw py::value_error("loss: unknown kind");
+  if (py::len(adam) != 4) throw py::value_error("adam: expected (lr, beta1, beta2, eps)");
+  fs::MlpTrainArgs<T> a;
+  a.shape = s;
+  a.loss = static_cast<fs::LossKind>(loss_kind);
+  a.shuffle = static_cast<fs::ShuffleMode>(shuffle);
+  a.adam.lr = adam[0].cast<double>();
+  a.adam.beta1 = adam[1].cast<double>();
+  a.adam.beta2 = adam[2].cast<double>();
+  a.adam.eps = adam[3].cast<double>();
+  const int S = static_cast<int>(theta.shape(0));
+  a.theta = checked_data<T>(theta, "theta", {-1, s.n_params}, true);
+  a.adam_m = checked_data<T>(m, "adam_m", {S, s.n_params}, true);
+  a.adam_v = checked_data<T>(v, "adam_v", {S, s.n_params}, true);
+  a.seeds = checked_data<uint64_t>(seeds, "seeds", {S}, false);
+  int NY;
+  a.X = data_array<T>(X, "X", S, s.width[0], &a.x_net_stride, &a.N);
+  a.Y = data_array<T>(Y, "Y", S, fs::targets_per_sample(a.loss, s.n_logits()), &a.y_net_stride, &NY);
+  if (NY != a.N) throw py::value_error("Y: number of rows differs from X");
+  if (batch_size < 1 || batch_size > a.N)
+    throw py::value_error("batch_size: must be in [1, N=" + std::to_string(a.N) + "]");
+  if (epochs < 0) throw py::value_error("epochs: must be >= 0");
+  if (record_every < 1) throw py::value_error("record_every: must be >= 1");
+  if (step0 < 0) throw py::value_error("step0: must be >= 0");
+  a.B = batch_size;
+  a.epochs = epochs;
+  a.step0 = step0;
+  a.record_every = record_every;
+  a.n_records = epochs > 0 ? fs::n_records_for(epochs, record_every) : 0;
+  a.loss_history = checked_data<double>(loss_hist, "loss_history", {S, a.n_records}, true);
+  a.acc_history = checked_data<double>(acc_hist, "acc_history", {S, a.n_records}, true);
+  return a;
+}
+
+}  // namespace fs_py

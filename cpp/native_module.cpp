@@ -1,0 +1,184 @@
+// pybind11 bindings of the CPU engine (module falsestruct_fast._native).
+//
+// These are the low-level entry points used by the Python API; they check array structure
+// (dtype, shape, contiguity, writeability) and release the GIL while kernels run. Value
+// checks (NaN, label ranges, option names) are done once in the Python layer.
+#include <pybind11/functional.h>
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <thread>
+
+#include "array_checks.h"
+#include "mlp_args.h"
+#include "falsestruct/mlp_host.h"
+
+namespace py = pybind11;
+using fs_py::checked_data;
+using fs_py::data_array;
+using fs_py::is_float64;
+using fs_py::shape_from;
+
+#ifndef FS_SOURCE_HASH
+#define FS_SOURCE_HASH "unknown"
+#endif
+
+namespace {
+
+int threads_or_default(int n_threads) {
+  if (n_threads > 0) return n_threads;
+  const unsigned hw = std::thread::hardware_concurrency();
+  return hw ? static_cast<int>(hw) : 1;
+}
+
+template <class T>
+void init_impl(const fs::MlpShape& s, py::array seeds, py::array theta, int n_threads) {
+  const int S = static_cast<int>(seeds.shape(0));
+  const uint64_t* sd = checked_data<uint64_t>(seeds, "seeds", {-1}, false);
+  T* th = checked_data<T>(theta, "theta", {S, s.n_params}, true);
+  py::gil_scoped_release release;
+  fs::mlp_init_host(s, sd, S, th, n_threads);
+}
+
+template <class T>
+void forward_impl(const fs::MlpShape& s, py::array theta, py::array X, py::array out,
+                  int n_threads, int emulate) {
+  const int S = static_cast<int>(theta.shape(0));
+  const T* th = checked_data<T>(theta, "theta", {-1, s.n_params}, false);
+  int64_t xs;
+  int N;
+  const T* x = data_array<T>(X, "X", S, s.width[0], &xs, &N);
+  T* o = checked_data<T>(out, "out", {S, N, s.n_logits()}, true);
+  py::gil_scoped_release release;
+  fs::mlp_forward_host(s, th, S, x, xs, N, o, n_threads, emulate);
+}
+
+template <class T>
+void loss_and_grad_impl(const fs::MlpShape& s, int loss_kind, py::array theta, py::array X,
+                        py::array Y, py::array loss_out, py::array grad_out,
+                        py::object input_grad_out, int n_threads, int emulate) {
+  const auto kind = static_cast<fs::LossKind>(loss_kind);
+  const int S = static_cast<int>(theta.shape(0));
+  const T* th = checked_data<T>(theta, "theta", {-1, s.n_params}, false);
+  int64_t xs, ys;
+  int N, NY;
+  const T* x = data_array<T>(X, "X", S, s.width[0], &xs, &N);
+  const T* y = data_array<T>(Y, "Y", S, fs::targets_per_sample(kind, s.n_logits()), &ys, &NY);
+  if (NY != N) throw py::value_error("Y: number of rows differs from X");
+  if (N < 1) throw py::value_error("X: no data rows");
+  T* lo = checked_data<T>(loss_out, "loss_out", {S}, true);
+  T* go = checked_data<T>(grad_out, "grad_out", {S, s.n_params}, true);
+  T* ig = nullptr;
+  if (!input_grad_out.is_none())
+    ig = checked_data<T>(input_grad_out.cast<py::array>(), "input_grad_out", {S, N, s.width[0]}, true);
+  py::gil_scoped_release release;
+  fs::mlp_loss_and_grad_host(s, kind, th, S, x, xs, y, ys, N, lo, go, ig, n_threads, emulate);
+}
+
+template <class T>
+int64_t train_impl(const fs::MlpShape& s, int loss_kind, int shuffle, py::tuple adam, py::array X,
+                   py::array Y, py::array theta, py::array m, py::array v, py::array seeds,
+                   int epochs, int batch_size, int64_t step0, int record_every,
+                   py::array loss_hist, py::array acc_hist, int n_threads,
+                   py::object progress, double progress_seconds, int emulate) {
+  const auto a = fs_py::train_args_from_python<T>(s, loss_kind, shuffle, adam, X, Y, theta, m, v,
+                                                  seeds, epochs, batch_size, step0, record_every,
+                                                  loss_hist, acc_hist);
+  const int S = static_cast<int>(theta.shape(0));
+  fs::RunControl control;
+  const int64_t total = static_cast<int64_t>(S) * epochs;
+  // Called on this thread while workers run: re-acquire the GIL for Ctrl-C and callbacks.
+  std::exception_ptr pending;  // a KeyboardInterrupt or an exception from the callback
+  std::function<bool()> poll = [&]() -> bool {
+    py::gil_scoped_acquire gil;
+    try {
+      if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+      if (!progress.is_none()) progress(control.units_done.load(), total);
+      return true;
+    } catch (...) {
+      pending = std::current_exception();
+      return false;
+    }
+  };
+  {
+    py::gil_scoped_release release;
+    fs::mlp_train_host(a, S, threads_or_default(n_threads), control, poll, progress_seconds, emulate);
+  }
+  if (pending) std::rethrow_exception(pending);
+  if (!progress.is_none()) progress(control.units_done.load(), total);
+  return control.units_done.load();
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_native, mod) {
+  mod.doc() = "falsestruct_fast CPU engine (C++ kernels, threads over networks).";
+  mod.def("source_hash", [] { return std::string(FS_SOURCE_HASH); },
+          "SHA-256 of the kernel and binding sources this module was compiled from.");
+  mod.def("default_threads", [] { return threads_or_default(0); });
+  mod.def("n_params", [](const std::vector<int>& widths) { return shape_from(widths).n_params; });
+
+  mod.def(
+      "mlp_init",
+      [](const std::vector<int>& widths, py::array seeds, py::array theta, int n_threads) {
+        const auto s = shape_from(widths);
+        if (is_float64(theta)) init_impl<double>(s, seeds, theta, threads_or_default(n_threads));
+        else init_impl<float>(s, seeds, theta, threads_or_default(n_threads));
+      },
+      py::arg("widths"), py::arg("seeds"), py::arg("theta"), py::arg("n_threads") = 0,
+      "Glorot-uniform weights, zero biases into theta (S, P) for seeds (S,) uint64.");
+
+  mod.def(
+      "mlp_forward",
+      [](const std::vector<int>& widths, py::array theta, py::array X, py::array out, int n_threads,
+         int emulate_threads) {
+        const auto s = shape_from(widths);
+        if (is_float64(theta)) forward_impl<double>(s, theta, X, out, threads_or_default(n_threads), emulate_threads);
+        else forward_impl<float>(s, theta, X, out, threads_or_default(n_threads), emulate_threads);
+      },
+      py::arg("widths"), py::arg("theta"), py::arg("X"), py::arg("out"), py::arg("n_threads") = 0,
+      py::arg("emulate_threads") = 0,
+      "Logits out (S, N, K) of X (N, d) or (S, N, d) for parameters theta (S, P).");
+
+  mod.def(
+      "mlp_loss_and_grad",
+      [](const std::vector<int>& widths, int loss_kind, py::array theta, py::array X, py::array Y,
+         py::array loss_out, py::array grad_out, py::object input_grad_out, int n_threads,
+         int emulate_threads) {
+        const auto s = shape_from(widths);
+        if (is_float64(theta))
+          loss_and_grad_impl<double>(s, loss_kind, theta, X, Y, loss_out, grad_out, input_grad_out,
+                                     threads_or_default(n_threads), emulate_threads);
+        else
+          loss_and_grad_impl<float>(s, loss_kind, theta, X, Y, loss_out, grad_out, input_grad_out,
+                                    threads_or_default(n_threads), emulate_threads);
+      },
+      py::arg("widths"), py::arg("loss_kind"), py::arg("theta"), py::arg("X"), py::arg("Y"),
+      py::arg("loss_out"), py::arg("grad_out"), py::arg("input_grad_out") = py::none(),
+      py::arg("n_threads") = 0, py::arg("emulate_threads") = 0,
+      "Mean loss (S,), gradient (S, P) and optionally input gradient (S, N, d) over all rows.");
+
+  mod.def(
+      "mlp_train",
+      [](const std::vector<int>& widths, int loss_kind, int shuffle, py::tuple adam, py::array X,
+         py::array Y, py::array theta, py::array m, py::array v, py::array seeds, int epochs,
+         int batch_size, int64_t step0, int record_every, py::array loss_hist, py::array acc_hist,
+         int n_threads, py::object progress, double progress_seconds, int emulate_threads) {
+        const auto s = shape_from(widths);
+        if (is_float64(theta))
+          return train_impl<double>(s, loss_kind, shuffle, adam, X, Y, theta, m, v, seeds, epochs,
+                                    batch_size, step0, record_every, loss_hist, acc_hist, n_threads,
+                                    progress, progress_seconds, emulate_threads);
+        return train_impl<float>(s, loss_kind, shuffle, adam, X, Y, theta, m, v, seeds, epochs,
+                                 batch_size, step0, record_every, loss_hist, acc_hist, n_threads,
+                                 progress, progress_seconds, emulate_threads);
+      },
+      py::arg("widths"), py::arg("loss_kind"), py::arg("shuffle"), py::arg("adam"), py::arg("X"),
+      py::arg("Y"), py::arg("theta"), py::arg("adam_m"), py::arg("adam_v"), py::arg("seeds"),
+      py::arg("epochs"), py::arg("batch_size"), py::arg("step0"), py::arg("record_every"),
+      py::arg("loss_history"), py::arg("acc_history"), py::arg("n_threads") = 0,
+      py::arg("progress") = py::none(), py::arg("progress_seconds") = 2.0,
+      py::arg("emulate_threads") = 0,
+      "Fused Adam training of S networks in place; returns the number of network-epochs run.");
+}

@@ -1,0 +1,21 @@
+"""falsestruct_fast: native kernels for seed studies of false structures in small ReLU nets.
+
+Quick start::
+
+    import falsestruct_fast as fs
+    net = fs.MLP([2, 104, 1])
+    params = fs.init(net, seeds=range(256), dtype="float32")
+    fit = fs.train(net, params, X, y, epochs=100, batch_size=50)
+    logits = fs.forward(net, fit.params, X)        # (S, N, 1)
+"""
+from ._native_loader import build_info
+from .mlp import MLP, Params, forward, init, loss_and_grad, predict
+from .optim import Adam, AdamState
+from .training import TrainResult, train
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MLP", "Params", "init", "forward", "predict", "loss_and_grad", "train", "TrainResult",
+    "Adam", "AdamState", "build_info", "__version__",
+]

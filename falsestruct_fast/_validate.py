@@ -1,0 +1,70 @@
+"""Argument checks shared by the public API. Every error names the offending argument.
+
+TypeError: wrong kind of object or dtype. ValueError: wrong shape, value, or option.
+"""
+from __future__ import annotations
+
+import numbers
+import operator
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def float_dtype(dtype, name: str = "dtype") -> np.dtype:
+    try:
+        dt = np.dtype(dtype)
+    except TypeError as exc:
+        raise TypeError(f"{name}: not a dtype: {dtype!r}") from exc
+    if dt not in FLOAT_DTYPES:
+        raise TypeError(f"{name}: must be float32 or float64, got {dt}")
+    return dt
+
+
+def integer(value, name: str, minimum: int | None = None, maximum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        try:
+            value = operator.index(value)
+        except TypeError:
+            raise TypeError(f"{name}: must be an integer, got {type(value).__name__} {value!r}") from None
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name}: must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name}: must be <= {maximum}, got {value}")
+    return value
+
+
+def option(value, name: str, allowed) -> str:
+    if value not in allowed:
+        raise ValueError(f"{name}: unknown option {value!r}; expected one of {sorted(allowed)}")
+    return value
+
+
+def finite(a: np.ndarray, name: str) -> None:
+    if a.size and not np.isfinite(a).all():
+        bad = np.argwhere(~np.isfinite(a))[0]
+        raise ValueError(f"{name}: contains NaN or inf (first at index {tuple(int(i) for i in bad)})")
+
+
+def float_array(x, name: str, dtype: np.dtype) -> np.ndarray:
+    """A C-contiguous array of exactly `dtype` (copying only when needed), finite."""
+    if isinstance(x, np.ndarray):
+        if x.dtype.kind not in "iuf":
+            raise TypeError(f"{name}: must be a float array, got dtype {x.dtype}")
+        if x.dtype != dtype:
+            # No silent conversion: a float64 array given to float32 networks is most likely a
+            # mistake, and converting a large per-seed array costs as much as the work.
+            raise TypeError(
+                f"{name}: dtype {x.dtype} does not match the parameters' dtype {dtype}; "
+                f"convert it with {name}.astype(np.{dtype.name})"
+            )
+    else:
+        try:
+            x = np.asarray(x, dtype=dtype)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"{name}: cannot be converted to a {dtype} array ({exc})") from None
+    x = np.ascontiguousarray(x)
+    finite(x, name)
+    return x

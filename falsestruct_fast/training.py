@@ -1,0 +1,183 @@
+"""Fused training of S networks in one native call (epochs x batches x forward/backward/Adam)."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _validate as V
+from ._native_loader import _cuda, _native
+from .mlp import _LOSS_KIND, MLP, Params, _seed_array, _threads, data_arrays, flatten, unflatten
+from .optim import Adam, AdamState
+from .progress import ProgressBar
+
+SHUFFLE_MODES = {"none": 0, "samples": 1, "batches": 2}
+ENGINES = ("native", "cuda")
+
+
+@dataclass
+class TrainResult:
+    """Outcome of :func:`train`.
+
+    Attributes
+    ----------
+    params : Params
+        Trained parameters (new arrays; the input params are not modified).
+    loss : ndarray (S, R) float64
+        Mean training loss over the samples seen in each recorded epoch (the mean of that
+        epoch's batch losses, each evaluated before its Adam update, as Keras reports it).
+    accuracy : ndarray (S, R) float64
+        Fraction of those samples predicted correctly.
+    epochs : ndarray (R,) int64
+        The recorded epoch numbers (1-based, cumulative over continued runs).
+    opt_state : AdamState
+        Moments and step count, to continue training with ``train(..., opt_state=...)``.
+    wall_time : float
+        Seconds spent in the native engine.
+    """
+
+    params: Params
+    loss: np.ndarray
+    accuracy: np.ndarray
+    epochs: np.ndarray
+    opt_state: AdamState
+    wall_time: float
+
+    @property
+    def final_loss(self) -> np.ndarray:
+        """Loss of the last recorded epoch, (S,)."""
+        return self.loss[:, -1] if self.loss.shape[1] else np.full(self.loss.shape[0], np.nan)
+
+    @property
+    def diverged(self) -> np.ndarray:
+        """(S,) bool: networks whose loss or parameters are NaN/inf (flagged, not raised)."""
+        bad_params = ~np.isfinite(self.params.flat).all(axis=1)
+        bad_loss = ~np.isfinite(self.loss).all(axis=1)
+        return bad_params | bad_loss
+
+
+def train(
+    net: MLP,
+    params,
+    X,
+    y,
+    *,
+    epochs: int,
+    batch_size: int,
+    optimizer: Adam | None = None,
+    shuffle: str = "samples",
+    seeds=None,
+    record_every: int | None = None,
+    opt_state: AdamState | None = None,
+    threads: int | None = None,
+    progress=True,
+    progress_seconds: float = 2.0,
+    engine: str = "native",
+) -> TrainResult:
+    """Train S networks with Adam in one fused native call.
+
+    Each epoch runs ``floor(N / batch_size)`` steps (a remainder of N is not used in that
+    epoch), each a forward pass, backward pass and Adam update, without returning to Python.
+
+    Parameters
+    ----------
+    net : MLP
+    params : Params or list [W0, b0, ...] with leading axis S, float32 or float64.
+    X : array (N, d) shared by all networks, or (S, N, d) per network; the params' dtype.
+    y : targets (N,), (N, K) or with leading S (see :func:`falsestruct_fast.mlp.data_arrays`).
+    epochs : int >= 0
+    batch_size : int in [1, N]
+    optimizer : Adam, default ``Adam()`` (TF1 defaults).
+    shuffle : {"samples", "batches", "none"}
+        "samples": a new random permutation of the samples every epoch; "batches": fixed
+        consecutive batches whose order is permuted every epoch (the authors' tf.data
+        pipeline); "none": consecutive batches in data order.
+    seeds : int or iterable, optional
+        Seed of each network's batch order; default ``params.seeds`` (set by :func:`init`),
+        else 0..S-1. The order of network s depends only on (seed, epoch).
+    record_every : int, optional
+        Record loss and accuracy every k epochs and at the last epoch (default: about 100
+        records in all). Recorded epochs cost a little more (the loss value is computed).
+    opt_state : AdamState, optional
+        Continue a previous run (moments and step count); epochs then continue its count.
+    threads : int, optional
+        CPU threads over networks (default: all cores). Results are bitwise identical for
+        any thread count.
+    progress : bool or callable
+        True: a progress line on stderr for runs longer than `progress_seconds`; a callable
+        is called as ``progress(done, total)`` in network-epochs; False: silent.
+    engine : {"native", "cuda"}
+
+    Returns
+    -------
+    TrainResult
+    """
+    if optimizer is None:
+        optimizer = Adam()
+    if not isinstance(optimizer, Adam):
+        raise TypeError(f"optimizer: expected falsestruct_fast.Adam, got {type(optimizer).__name__}")
+    flat = flatten(net, params)
+    S, P = flat.shape
+    dtype = flat.dtype
+    X, Y = data_arrays(net, S, dtype, X, y)
+    N = X.shape[-2]
+    epochs = V.integer(epochs, "epochs", minimum=0)
+    batch_size = V.integer(batch_size, "batch_size", minimum=1)
+    if batch_size > N:
+        raise ValueError(f"batch_size: {batch_size} is larger than the number of samples N = {N}")
+    V.option(shuffle, "shuffle", SHUFFLE_MODES)
+    V.option(engine, "engine", ENGINES)
+    if record_every is None:
+        record_every = max(1, epochs // 100)
+    record_every = V.integer(record_every, "record_every", minimum=1)
+    n_threads = _threads(threads)
+    if not isinstance(progress_seconds, (int, float)) or progress_seconds <= 0:
+        raise ValueError(f"progress_seconds: must be a positive number, got {progress_seconds!r}")
+
+    if seeds is None:
+        seeds = getattr(params, "seeds", None)
+    seed_arr = np.arange(S, dtype=np.uint64) if seeds is None else _seed_array(seeds)
+    if len(seed_arr) != S:
+        raise ValueError(f"seeds: {len(seed_arr)} seeds for S = {S} networks")
+
+    if opt_state is None:
+        state = AdamState.zeros(S, P, dtype)
+    else:
+        if not isinstance(opt_state, AdamState):
+            raise TypeError(f"opt_state: expected AdamState, got {type(opt_state).__name__}")
+        for name in ("m", "v"):
+            arr = getattr(opt_state, name)
+            if not isinstance(arr, np.ndarray) or arr.shape != (S, P) or arr.dtype != dtype:
+                raise ValueError(f"opt_state.{name}: expected a {dtype} array of shape {(S, P)}")
+        state = AdamState(opt_state.m.copy(), opt_state.v.copy(), V.integer(opt_state.step, "opt_state.step", minimum=0))
+
+    n_batches = N // batch_size
+    n_records = 0 if epochs == 0 else -(-epochs // record_every)
+    loss_hist = np.full((S, n_records), np.nan)
+    acc_hist = np.full((S, n_records), np.nan)
+    callback = None
+    if progress is True:
+        callback = ProgressBar("train")
+    elif callable(progress):
+        callback = progress
+    elif progress not in (False, None):
+        raise TypeError(f"progress: expected bool or a callable, got {type(progress).__name__}")
+
+    args = (list(net.widths), _LOSS_KIND[net.loss], SHUFFLE_MODES[shuffle], optimizer.as_tuple(),
+            X, Y, flat, state.m, state.v, seed_arr, epochs, batch_size, state.step, record_every,
+            loss_hist, acc_hist)
+    start = time.perf_counter()
+    if engine == "native":
+        _native.mlp_train(*args, n_threads, callback, float(progress_seconds))
+    else:
+        if _cuda is None:
+            raise RuntimeError("engine: 'cuda' is not available (built without a CUDA compiler)")
+        _cuda.mlp_train(*args)
+    wall = time.perf_counter() - start
+
+    epochs_done = state.step // n_batches if n_batches else 0
+    recorded = np.array([e for e in range(1, epochs + 1) if e % record_every == 0 or e == epochs],
+                        dtype=np.int64) + epochs_done
+    state.step += epochs * n_batches
+    return TrainResult(unflatten(net, flat, seed_arr), loss_hist, acc_hist, recorded, state, wall)

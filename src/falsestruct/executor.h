@@ -1,0 +1,111 @@
+// Execution contexts: "one kernel source, two executors".
+//
+// A kernel is written as a sequence of *phases*. Each phase applies a body to every element
+// of a 1-D or 2-D index space; elements of one phase are independent, and a phase only reads
+// what earlier phases wrote (there is an implicit barrier between phases). Three executors
+// run such a kernel for one network ("block"):
+//
+//   HostBlock      CPU engine: the element loop is a plain loop whose lanes are SIMD lanes.
+//   EmulatedBlock  CPU, for tests: emulates `n_threads` CUDA threads one after the other with
+//                  exactly the index mapping of CudaBlock (thread_stride_* below).
+//   CudaBlock      GPU engine: one CUDA block per network, threadIdx strides over elements,
+//                  __syncthreads() between phases.
+//
+// CudaBlock and EmulatedBlock share the index mapping code, so the indexing every CUDA kernel
+// uses is executed by the CPU test-suite.
+#pragma once
+#include "config.h"
+
+namespace fs {
+
+// ---- index mapping shared by CudaBlock and EmulatedBlock ---------------------------------
+template <class F>
+FS_HD FS_INLINE void thread_stride_1d(int tid, int n_threads, int n, F&& f) {
+  for (int i = tid; i < n; i += n_threads) f(i);
+}
+
+// 2-D elements are flattened row-major so that consecutive threads take consecutive
+// columns (coalesced access for column-contiguous data).
+template <class F>
+FS_HD FS_INLINE void thread_stride_2d(int tid, int n_threads, int rows, int cols, F&& f) {
+  const int total = rows * cols;
+  for (int e = tid; e < total; e += n_threads) f(e / cols, e % cols);
+}
+
+// ---- CPU engine ---------------------------------------------------------------------------
+struct HostBlock {
+  // Elementwise phase: SIMD lanes run over i.
+  template <class F>
+  FS_INLINE void map_1d(int n, F&& f) const {
+    FS_SIMD
+    for (int i = 0; i < n; ++i) f(i);
+  }
+  // Elementwise phase: SIMD lanes run over columns c.
+  template <class F>
+  FS_INLINE void map_2d(int rows, int cols, F&& f) const {
+    for (int r = 0; r < rows; ++r) {
+      FS_SIMD
+      for (int c = 0; c < cols; ++c) f(r, c);
+    }
+  }
+  // Phase whose elements each reduce a long contiguous vector: the body vectorises its own
+  // reduction (FS_SIMD_SUM), so the element loops stay scalar.
+  template <class F>
+  FS_INLINE void reduce_map_1d(int n, F&& f) const {
+    for (int i = 0; i < n; ++i) f(i);
+  }
+  template <class F>
+  FS_INLINE void reduce_map_2d(int rows, int cols, F&& f) const {
+    for (int r = 0; r < rows; ++r)
+      for (int c = 0; c < cols; ++c) f(r, c);
+  }
+  // Serial phase (run once per block).
+  template <class F>
+  FS_INLINE void single(F&& f) const { f(); }
+};
+
+// ---- CPU emulation of the CUDA mapping (tests) -------------------------------------------
+struct EmulatedBlock {
+  int n_threads;
+  template <class F>
+  void map_1d(int n, F&& f) const {
+    for (int t = 0; t < n_threads; ++t) thread_stride_1d(t, n_threads, n, f);
+  }
+  template <class F>
+  void map_2d(int rows, int cols, F&& f) const {
+    for (int t = 0; t < n_threads; ++t) thread_stride_2d(t, n_threads, rows, cols, f);
+  }
+  template <class F>
+  void reduce_map_1d(int n, F&& f) const { map_1d(n, f); }
+  template <class F>
+  void reduce_map_2d(int rows, int cols, F&& f) const { map_2d(rows, cols, f); }
+  template <class F>
+  void single(F&& f) const { f(); }
+};
+
+#if defined(__CUDACC__)
+// ---- GPU engine ---------------------------------------------------------------------------
+struct CudaBlock {
+  template <class F>
+  __device__ FS_INLINE void map_1d(int n, F&& f) const {
+    thread_stride_1d(threadIdx.x, blockDim.x, n, f);
+    __syncthreads();
+  }
+  template <class F>
+  __device__ FS_INLINE void map_2d(int rows, int cols, F&& f) const {
+    thread_stride_2d(threadIdx.x, blockDim.x, rows, cols, f);
+    __syncthreads();
+  }
+  template <class F>
+  __device__ FS_INLINE void reduce_map_1d(int n, F&& f) const { map_1d(n, f); }
+  template <class F>
+  __device__ FS_INLINE void reduce_map_2d(int rows, int cols, F&& f) const { map_2d(rows, cols, f); }
+  template <class F>
+  __device__ FS_INLINE void single(F&& f) const {
+    if (threadIdx.x == 0) f();
+    __syncthreads();
+  }
+};
+#endif
+
+}  // namespace fs

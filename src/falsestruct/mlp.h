@@ -1,0 +1,217 @@
+// Whole-network MLP kernels for one network ("block"): forward, backward, fused training.
+#pragma once
+#include <stdint.h>
+#include "adam.h"
+#include "config.h"
+#include "dense_layer.h"
+#include "losses.h"
+#include "mlp_shape.h"
+#include "philox.h"
+
+namespace fs {
+
+enum class ShuffleMode : int { None = 0, Samples = 1, Batches = 2 };
+
+// Per-network scratch for a batch of B columns (carved out of one buffer by the executor).
+template <class T>
+struct MlpWorkspace {
+  T* acts;      // sum_width * B: activations of every layer, acts[act_row(l) * B ...]
+  T* delta_a;   // max_width * B: gradient w.r.t. a layer's output (ping)
+  T* delta_b;   // max_width * B: (pong)
+  T* targets;   // n_logits * B
+  T* terms;     // 2 * B: per-sample loss and correctness
+  T* grad;      // n_params
+  int* rows;    // B: data rows of the current batch
+  int* order;   // max(N, n_batches): per-epoch permutation
+
+  FS_HD static int64_t scalars(const MlpShape& s, int B) {
+    return (int64_t)s.sum_width * B + 2LL * s.max_width * B + (int64_t)s.n_logits() * B + 2LL * B +
+           s.n_params;
+  }
+  FS_HD static int64_t ints(int B, int N) { return (int64_t)B + (N > B ? N : B); }
+  FS_HD static MlpWorkspace carve(const MlpShape& s, int B, T* scalar_buf, int* int_buf) {
+    MlpWorkspace w;
+    w.acts = scalar_buf;
+    w.delta_a = w.acts + (int64_t)s.sum_width * B;
+    w.delta_b = w.delta_a + (int64_t)s.max_width * B;
+    w.targets = w.delta_b + (int64_t)s.max_width * B;
+    w.terms = w.targets + (int64_t)s.n_logits() * B;
+    w.grad = w.terms + 2LL * B;
+    w.rows = int_buf;
+    w.order = int_buf + B;
+    return w;
+  }
+};
+
+// Copies data rows `rows[0..B)` of X (N, d) and Y (N, t) into feature-major batch buffers.
+template <class Block, class T>
+FS_HD void gather_batch(const Block& blk, const T* X, const T* Y, const int* rows, T* xb, T* yb,
+                        int d, int t, int B) {
+  blk.map_2d(d, B, [=](int k, int n) { xb[k * B + n] = X[(int64_t)rows[n] * d + k]; });
+  if (Y) blk.map_2d(t, B, [=](int k, int n) { yb[k * B + n] = Y[(int64_t)rows[n] * t + k]; });
+}
+
+// Forward through all layers; the input batch must already be in acts[0 .. width[0]*B).
+template <class Block, class T>
+FS_HD void mlp_forward(const Block& blk, const MlpShape& s, const T* theta, T* acts, int B) {
+  for (int l = 0; l < s.n_layers; ++l) {
+    const T* x = acts + (int64_t)s.act_row(l) * B;
+    T* y = acts + (int64_t)s.act_row(l + 1) * B;
+    dense_forward(blk, theta + s.w_offset[l], theta + s.b_offset[l], x, y, s.n_in(l), s.n_out(l),
+                  B, l + 1 < s.n_layers);
+  }
+}
+
+// Backward from the logit gradient in ws.delta_a; writes all parameter gradients to ws.grad.
+// With want_input_grad, also the gradient w.r.t. the input batch (feature-major, d * B); the
+// returned pointer is the delta buffer that holds it (nullptr otherwise).
+template <class Block, class T>
+FS_HD T* mlp_backward(const Block& blk, const MlpShape& s, const T* theta,
+                      const MlpWorkspace<T>& ws, int B, bool want_input_grad) {
+  T* dy = ws.delta_a;
+  T* dx = ws.delta_b;
+  for (int l = s.n_layers - 1; l >= 0; --l) {
+    const T* x = ws.acts + (int64_t)s.act_row(l) * B;
+    if (l > 0 || want_input_grad)
+      dense_backward_input(blk, theta + s.w_offset[l], x, dy, dx, s.n_in(l), s.n_out(l), B, l > 0);
+    dense_backward_params(blk, x, dy, ws.grad + s.w_offset[l], ws.grad + s.b_offset[l], s.n_in(l),
+                          s.n_out(l), B);
+    T* tmp = dy;
+    dy = dx;
+    dx = tmp;
+  }
+  return want_input_grad ? dy : nullptr;
+}
+
+template <class T>
+struct MlpTrainArgs {
+  MlpShape shape;
+  LossKind loss;
+  ShuffleMode shuffle;
+  AdamHyper adam;
+  const T* X;             // (N, d) shared or (S, N, d)
+  int64_t x_net_stride;   // 0 when shared
+  const T* Y;             // (N, t) shared or (S, N, t); t = targets_per_sample
+  int64_t y_net_stride;
+  int N, B, epochs;
+  int64_t step0;          // Adam updates already applied (continuing a run)
+  T* theta;               // (S, P) updated in place
+  T* adam_m;              // (S, P)
+  T* adam_v;              // (S, P)
+  const uint64_t* seeds;  // (S,) seed of each network (batch order)
+  int record_every;       // record loss/accuracy every k epochs (and at the last epoch)
+  int n_records;
+  double* loss_history;   // (S, n_records) mean loss over the samples of the epoch
+  double* acc_history;    // (S, n_records) mean accuracy over the samples of the epoch
+};
+
+FS_HD FS_INLINE int n_records_for(int epochs, int every) {
+  return epochs / every + (epochs % every != 0 ? 1 : 0);
+}
+
+// Trains network `net` for args.epochs epochs. `on_epoch(epoch)` is called after each epoch
+// and returns false to stop early (cancellation); the GPU passes a hook that always continues.
+template <class Block, class T, class EpochHook>
+FS_HD void mlp_train_network(const Block& blk, const MlpTrainArgs<T>& a, int net,
+                             const MlpWorkspace<T>& ws, EpochHook on_epoch) {
+  const MlpShape& s = a.shape;
+  const int B = a.B, N = a.N, d = s.width[0], K = s.n_logits();
+  const int t_per = targets_per_sample(a.loss, K);
+  const int n_batches = N / B;
+  const uint64_t seed = a.seeds[net];
+  const T* X = a.X + a.x_net_stride * net;
+  const T* Y = a.Y + a.y_net_stride * net;
+  T* theta = a.theta + s.n_params * net;
+  T* m = a.adam_m + s.n_params * net;
+  T* v = a.adam_v + s.n_params * net;
+  const T* logits = ws.acts + (int64_t)s.act_row(s.n_layers) * B;
+  int64_t t = a.step0;
+  const ShuffleMode mode = a.shuffle;
+  int* order = ws.order;
+  int* rows = ws.rows;
+
+  for (int epoch = 0; epoch < a.epochs; ++epoch) {
+    const int epoch_no = epoch + 1;
+    const bool record = (epoch_no % a.record_every == 0) || epoch_no == a.epochs;
+    if (mode != ShuffleMode::None) {
+      // The epoch counter continues across calls (step0 / n_batches epochs already done), so
+      // training in several calls gives the same batch order as one long call.
+      const uint32_t global_epoch = static_cast<uint32_t>(a.step0 / n_batches + epoch);
+      blk.single([=] {
+        random_permutation(seed, global_epoch, mode == ShuffleMode::Samples ? N : n_batches, order);
+      });
+    }
+    double loss_sum = 0.0, correct_sum = 0.0;
+    for (int step = 0; step < n_batches; ++step) {
+      blk.map_1d(B, [=](int n) {
+        const int k = step * B + n;
+        rows[n] = mode == ShuffleMode::Samples   ? order[k]
+                  : mode == ShuffleMode::Batches ? order[step] * B + n
+                                                 : k;
+      });
+      gather_batch(blk, X, Y, rows, ws.acts, ws.targets, d, t_per, B);
+      mlp_forward(blk, s, theta, ws.acts, B);
+      loss_grad(blk, a.loss, logits, ws.targets, ws.delta_a, K, B);
+      if (record) {
+        loss_terms(blk, a.loss, logits, ws.targets, ws.terms, ws.terms + B, K, B);
+        blk.single([&] {
+          for (int n = 0; n < B; ++n) {
+            loss_sum += ws.terms[n];
+            correct_sum += ws.terms[B + n];
+          }
+        });
+      }
+      mlp_backward(blk, s, theta, ws, B, false);
+      ++t;
+      adam_update(blk, a.adam, t, ws.grad, theta, m, v, s.n_params);
+    }
+    if (record) {
+      const int r = epoch_no % a.record_every == 0 ? epoch_no / a.record_every - 1 : a.n_records - 1;
+      const double count = static_cast<double>(n_batches) * B;
+      blk.single([=] {
+        a.loss_history[(int64_t)net * a.n_records + r] = loss_sum / count;
+        a.acc_history[(int64_t)net * a.n_records + r] = correct_sum / count;
+      });
+    }
+    if (!on_epoch(epoch)) return;
+  }
+}
+
+// Logits of B data rows for one network: X rows [row0, row0 + B) -> out (B, K) row-major.
+template <class Block, class T>
+FS_HD void mlp_forward_rows(const Block& blk, const MlpShape& s, const T* theta, const T* X,
+                            int row0, int B, T* out, const MlpWorkspace<T>& ws) {
+  const int d = s.width[0], K = s.n_logits();
+  blk.map_1d(B, [=](int n) { ws.rows[n] = row0 + n; });
+  gather_batch(blk, X, static_cast<const T*>(nullptr), ws.rows, ws.acts, ws.targets, d, 0, B);
+  mlp_forward(blk, s, theta, ws.acts, B);
+  const T* z = ws.acts + (int64_t)s.act_row(s.n_layers) * B;
+  blk.map_2d(B, K, [=](int n, int j) { out[(int64_t)n * K + j] = z[j * B + n]; });
+}
+
+// Mean loss over all N rows, its gradient w.r.t. theta (written to grad_out[P]) and, if
+// input_grad_out is non-null, w.r.t. X (N, d). The whole data set is one batch (B = N).
+template <class Block, class T>
+FS_HD void mlp_loss_and_grad(const Block& blk, const MlpShape& s, LossKind loss, const T* theta,
+                             const T* X, const T* Y, int N, const MlpWorkspace<T>& ws,
+                             T* loss_out, T* grad_out, T* input_grad_out) {
+  const int d = s.width[0], K = s.n_logits();
+  const int B = N;
+  blk.map_1d(B, [=](int n) { ws.rows[n] = n; });
+  gather_batch(blk, X, Y, ws.rows, ws.acts, ws.targets, d, targets_per_sample(loss, K), B);
+  mlp_forward(blk, s, theta, ws.acts, B);
+  const T* z = ws.acts + (int64_t)s.act_row(s.n_layers) * B;
+  loss_grad(blk, loss, z, ws.targets, ws.delta_a, K, B);
+  loss_terms(blk, loss, z, ws.targets, ws.terms, ws.terms + B, K, B);
+  blk.single([=] {
+    double acc = 0.0;
+    for (int n = 0; n < B; ++n) acc += ws.terms[n];
+    *loss_out = static_cast<T>(acc / B);
+  });
+  const T* dx = mlp_backward(blk, s, theta, ws, B, input_grad_out != nullptr);
+  blk.map_1d(static_cast<int>(s.n_params), [=](int p) { grad_out[p] = ws.grad[p]; });
+  if (input_grad_out)
+    blk.map_2d(N, d, [=](int n, int k) { input_grad_out[(int64_t)n * d + k] = dx[k * B + n]; });
+}
+
+}  // namespace fs

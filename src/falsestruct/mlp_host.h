@@ -1,0 +1,109 @@
+// CPU engine entry points for the MLP (header-only, usable from C++ without Python).
+// All arrays are C-contiguous with a leading network axis S; see the Python docs for shapes.
+#pragma once
+#include <algorithm>
+#include <functional>
+#include <vector>
+#include "executor.h"
+#include "host_runner.h"
+#include "init.h"
+#include "mlp.h"
+
+namespace fs {
+
+// Run a per-network kernel with HostBlock, or with EmulatedBlock(emulate_threads) when
+// emulate_threads > 0 (the CUDA index mapping, for tests).
+template <class F>
+FS_INLINE void with_host_block(int emulate_threads, F&& f) {
+  if (emulate_threads > 0) f(EmulatedBlock{emulate_threads});
+  else f(HostBlock{});
+}
+
+template <class T>
+void mlp_init_host(const MlpShape& s, const uint64_t* seeds, int S, T* theta, int n_threads) {
+  RunControl control;
+  parallel_for_networks(
+      S, n_threads, control,
+      [&](int net, int) { glorot_uniform_init(s, seeds[net], theta + s.n_params * net); }, nullptr, 0);
+}
+
+// Largest tile of rows evaluated at once by forward: bounds the workspace for huge N.
+constexpr int kForwardTile = 512;
+
+// out (S, N, K) = logits of X (N, d) or (S, N, d) (x_net_stride = 0 or N * d).
+template <class T>
+void mlp_forward_host(const MlpShape& s, const T* theta, int S, const T* X, int64_t x_net_stride,
+                      int N, T* out, int n_threads, int emulate_threads = 0) {
+  const int tile = std::min(N, kForwardTile);
+  const int K = s.n_logits();
+  RunControl control;
+  std::vector<std::vector<T>> scalars(n_threads);
+  std::vector<std::vector<int>> ints(n_threads);
+  parallel_for_networks(
+      S, n_threads, control,
+      [&](int net, int w) {
+        scalars[w].resize(MlpWorkspace<T>::scalars(s, tile));
+        ints[w].resize(MlpWorkspace<T>::ints(tile, tile));
+        for (int row0 = 0; row0 < N; row0 += tile) {
+          const int B = std::min(tile, N - row0);  // the last tile may be shorter
+          const auto ws = MlpWorkspace<T>::carve(s, B, scalars[w].data(), ints[w].data());
+          with_host_block(emulate_threads, [&](auto blk) {
+            mlp_forward_rows(blk, s, theta + s.n_params * net, X + x_net_stride * net, row0, B,
+                             out + ((int64_t)net * N + row0) * K, ws);
+          });
+        }
+      },
+      nullptr, 0);
+}
+
+// loss (S,), grad (S, P), and optionally input_grad (S, N, d), over the full data set.
+template <class T>
+void mlp_loss_and_grad_host(const MlpShape& s, LossKind loss, const T* theta, int S, const T* X,
+                            int64_t x_net_stride, const T* Y, int64_t y_net_stride, int N,
+                            T* loss_out, T* grad_out, T* input_grad_out, int n_threads,
+                            int emulate_threads = 0) {
+  RunControl control;
+  std::vector<std::vector<T>> scalars(n_threads);
+  std::vector<std::vector<int>> ints(n_threads);
+  parallel_for_networks(
+      S, n_threads, control,
+      [&](int net, int w) {
+        scalars[w].resize(MlpWorkspace<T>::scalars(s, N));
+        ints[w].resize(MlpWorkspace<T>::ints(N, N));
+        const auto ws = MlpWorkspace<T>::carve(s, N, scalars[w].data(), ints[w].data());
+        with_host_block(emulate_threads, [&](auto blk) {
+          mlp_loss_and_grad(blk, s, loss, theta + s.n_params * net, X + x_net_stride * net,
+                            Y + y_net_stride * net, N, ws, loss_out + net,
+                            grad_out + s.n_params * net,
+                            input_grad_out ? input_grad_out + (int64_t)net * N * s.width[0] : nullptr);
+        });
+      },
+      nullptr, 0);
+}
+
+// Fused training of S networks (see MlpTrainArgs). control.units_done counts network-epochs.
+template <class T>
+void mlp_train_host(const MlpTrainArgs<T>& args, int S, int n_threads, RunControl& control,
+                    const std::function<bool()>& poll, double poll_seconds,
+                    int emulate_threads = 0) {
+  const MlpShape& s = args.shape;
+  const int n_batches = args.N / args.B;
+  std::vector<std::vector<T>> scalars(n_threads);
+  std::vector<std::vector<int>> ints(n_threads);
+  parallel_for_networks(
+      S, n_threads, control,
+      [&](int net, int w) {
+        scalars[w].resize(MlpWorkspace<T>::scalars(s, args.B));
+        ints[w].resize(MlpWorkspace<T>::ints(args.B, std::max(args.N, n_batches)));
+        const auto ws = MlpWorkspace<T>::carve(s, args.B, scalars[w].data(), ints[w].data());
+        auto on_epoch = [&control](int) {
+          control.units_done.fetch_add(1, std::memory_order_relaxed);
+          return !control.cancelled.load(std::memory_order_relaxed);
+        };
+        with_host_block(emulate_threads,
+                        [&](auto blk) { mlp_train_network(blk, args, net, ws, on_epoch); });
+      },
+      poll, poll_seconds);
+}
+
+}  // namespace fs
