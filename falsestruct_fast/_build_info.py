@@ -1,3 +1,3 @@
-source_hash = "d849f0d0a13e73af0e8d328a270345443440471fbe7d2645a414c586b7c76c80"
+source_hash = "0277245d53dd249e41aa61543e23d2e8009e1e2e44a17fe2d7cf264b94e47457"
 cuda_built = True
 native_arch = True

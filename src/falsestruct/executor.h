@@ -32,6 +32,15 @@ FS_HD FS_INLINE void thread_stride_2d(int tid, int n_threads, int rows, int cols
   for (int e = tid; e < total; e += n_threads) f(e / cols, e % cols);
 }
 
+// One element of a "sum phase": acc = init(r, c); acc += term(r, c, k) for k = 0..len-1 in
+// order; finish(r, c, acc). Every executor sums in this order, so they agree.
+template <class Init, class Term, class Finish>
+FS_HD FS_INLINE void sum_element(int r, int c, int len, Init& init, Term& term, Finish& finish) {
+  auto acc = init(r, c);
+  for (int k = 0; k < len; ++k) acc += term(r, c, k);
+  finish(r, c, acc);
+}
+
 // ---- CPU engine ---------------------------------------------------------------------------
 struct HostBlock {
   // Elementwise phase: SIMD lanes run over i.
@@ -46,6 +55,30 @@ struct HostBlock {
     for (int r = 0; r < rows; ++r) {
       FS_SIMD
       for (int c = 0; c < cols; ++c) f(r, c);
+    }
+  }
+  // Sum phase (see sum_element), e.g. a matrix product: the loop over k is hoisted outside
+  // the SIMD loop over columns, with the accumulators of a chunk of columns kept in a small
+  // array (registers), so each k is one broadcast-multiply-add over contiguous lanes.
+  template <class Init, class Term, class Finish>
+  FS_INLINE void map_2d_sum(int rows, int cols, int len, Init&& init, Term&& term,
+                            Finish&& finish) const {
+    // Columns come in whole chunks of kChunk (the kernels pad their batch to kBatchLanes), so
+    // the chunk loops have a constant trip count and the accumulators stay in registers.
+    using Acc = decltype(init(0, 0));
+    constexpr int kChunk = 16;
+    for (int r = 0; r < rows; ++r) {
+      for (int c0 = 0; c0 < cols; c0 += kChunk) {
+        Acc acc[kChunk];
+        FS_SIMD
+        for (int c = 0; c < kChunk; ++c) acc[c] = init(r, c0 + c);
+        for (int k = 0; k < len; ++k) {
+          FS_SIMD
+          for (int c = 0; c < kChunk; ++c) acc[c] += term(r, c0 + c, k);
+        }
+        FS_SIMD
+        for (int c = 0; c < kChunk; ++c) finish(r, c0 + c, acc[c]);
+      }
     }
   }
   // Phase whose elements each reduce a long contiguous vector: the body vectorises its own
@@ -75,6 +108,10 @@ struct EmulatedBlock {
   void map_2d(int rows, int cols, F&& f) const {
     for (int t = 0; t < n_threads; ++t) thread_stride_2d(t, n_threads, rows, cols, f);
   }
+  template <class Init, class Term, class Finish>
+  void map_2d_sum(int rows, int cols, int len, Init&& init, Term&& term, Finish&& finish) const {
+    map_2d(rows, cols, [&](int r, int c) { sum_element(r, c, len, init, term, finish); });
+  }
   template <class F>
   void reduce_map_1d(int n, F&& f) const { map_1d(n, f); }
   template <class F>
@@ -95,6 +132,11 @@ struct CudaBlock {
   __device__ FS_INLINE void map_2d(int rows, int cols, F&& f) const {
     thread_stride_2d(threadIdx.x, blockDim.x, rows, cols, f);
     __syncthreads();
+  }
+  template <class Init, class Term, class Finish>
+  __device__ FS_INLINE void map_2d_sum(int rows, int cols, int len, Init&& init, Term&& term,
+                                       Finish&& finish) const {
+    map_2d(rows, cols, [&](int r, int c) { sum_element(r, c, len, init, term, finish); });
   }
   template <class F>
   __device__ FS_INLINE void reduce_map_1d(int n, F&& f) const { map_1d(n, f); }
