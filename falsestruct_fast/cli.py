@@ -1,0 +1,105 @@
+"""Command line: ``falsestruct-fast demo`` (a small Experiment I seed study) and ``info``."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import numpy as np
+
+from . import __version__, build_info
+from .experiments import exp1
+from .mlp import MLP, init, predict
+from .training import train
+
+
+def _seed_range(text: str) -> range:
+    try:
+        if ":" in text:
+            lo, hi = (int(v) for v in text.split(":"))
+        else:
+            lo, hi = 0, int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds: expected N or START:STOP, got {text!r}") from None
+    if not 0 <= lo < hi:
+        raise argparse.ArgumentTypeError(f"--seeds: empty or negative range {text!r}")
+    return range(lo, hi)
+
+
+def _agreement(net, params, delta):
+    """Per seed: accuracy vs f_a on C_delta and fraction predicted 0 on C_0, on S_eps points."""
+    X_d, labels = exp1.evaluation_set(delta=delta, dtype=params.dtype)
+    X_0, _ = exp1.evaluation_set(delta=0.0, dtype=params.dtype)
+    stable = exp1.in_stable_region(X_d[:, 0])
+    acc_d = (predict(net, params, X_d)[:, stable] == labels[stable]).mean(axis=1)
+    zero_0 = (predict(net, params, X_0)[:, stable] == 0).mean(axis=1)
+    acc_0 = (predict(net, params, X_0)[:, stable] == labels[stable]).mean(axis=1)
+    return acc_d, zero_0, acc_0
+
+
+def demo(args) -> int:
+    """Train Psi1-like (T^7_delta, batch 7, no shuffle) and Psi3-like (T^r_delta, batch 50,
+    batch-order shuffle) networks for many seeds, then tabulate what they learned."""
+    net = MLP([2, 104, 1])
+    settings = [
+        ("psi1 T^7_delta", 7, 7, "none", args.epochs_psi1),
+        (f"psi3 T^{args.r}_delta", args.r, 50, "batches", args.epochs_psi3),
+    ]
+    print(f"falsestruct_fast {__version__}: Experiment I seed study, {len(args.seeds)} seeds per "
+          f"setting, float64, {args.threads or build_info()['default_threads']} threads")
+    rows = []
+    for name, r, batch, shuffle, epochs in settings:
+        params = init(net, seeds=args.seeds, dtype="float64")
+        # Per-seed training sets: seed s draws its own T^r_delta.
+        data = [exp1.training_set(r, exp1.DELTA, seed=s) for s in args.seeds]
+        X = np.stack([d[0] for d in data])
+        y = np.stack([d[1] for d in data])
+        t0 = time.perf_counter()
+        fit = train(net, params, X, y, epochs=epochs, batch_size=batch, shuffle=shuffle,
+                    threads=args.threads, progress=True)
+        wall = time.perf_counter() - t0
+        acc_d, zero_0, acc_0 = _agreement(net, fit.params, exp1.DELTA)
+        false = (acc_d >= args.threshold) & (zero_0 >= args.threshold)
+        original = (acc_d >= args.threshold) & (acc_0 >= args.threshold)
+        steps = len(args.seeds) * epochs * (r // batch)
+        rows.append((name, epochs, np.nanmedian(fit.final_loss), np.mean(fit.accuracy[:, -1]),
+                     np.mean(acc_d), false.mean(), original.mean(), (~false & ~original).mean(),
+                     int(fit.diverged.sum()), wall, steps / wall))
+    head = ("setting", "epochs", "loss(med)", "train acc", "acc C_d", "false", "original",
+            "neither", "diverged", "wall s", "net-steps/s")
+    print(" | ".join(f"{h:>14}" if i == 0 else f"{h:>10}" for i, h in enumerate(head)))
+    for row in rows:
+        cells = [f"{row[0]:>14}", f"{row[1]:>10d}", f"{row[2]:>10.2e}"]
+        cells += [f"{v:>10.2%}" for v in row[3:8]]
+        cells += [f"{row[8]:>10d}", f"{row[9]:>10.2f}", f"{row[10]:>10.3g}"]
+        print(" | ".join(cells))
+    print(f"verdicts on the points of S_eps with threshold {args.threshold:.0%}: 'false' = agrees "
+          "with f_a on C_delta and predicts 0 on C_0; 'original' = agrees on both.")
+    return 0
+
+
+def info(_args) -> int:
+    for key, value in build_info().items():
+        print(f"{key}: {value}")
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="falsestruct-fast", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("demo", help="small Experiment I seed study with a summary table")
+    p.add_argument("--seeds", type=_seed_range, default=range(64), help="N or START:STOP (default 64)")
+    p.add_argument("--epochs-psi1", type=int, default=30000, help="epochs for T^7_delta (paper: 30000)")
+    p.add_argument("--epochs-psi3", type=int, default=200, help="epochs for T^r_delta (paper: 30000)")
+    p.add_argument("--r", type=int, default=5000, help="training set size of the psi3 setting")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--threshold", type=float, default=0.99, help="agreement needed for a verdict")
+    p.set_defaults(func=demo)
+    p = sub.add_parser("info", help="how the engines were built")
+    p.set_defaults(func=info)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
