@@ -42,17 +42,12 @@ void train_impl(const fs::MlpShape& s, int loss_kind, int shuffle, py::tuple ada
 
 template <class T>
 void forward_impl(const fs::MlpShape& s, py::array theta, py::array X, py::array out) {
-  const int S = static_cast<int>(theta.shape(0));
-  const T* th = checked_data<T>(theta, "theta", {-1, s.n_params}, false);
-  int64_t xs;
-  int N;
-  const T* x = data_array<T>(X, "X", S, s.width[0], &xs, &N);
-  T* o = checked_data<T>(out, "out", {S, N, s.n_logits()}, true);
+  const auto a = forward_args_from_python<T>(s, theta, X, out);
   require_device();
   std::string err;
   {
     py::gil_scoped_release release;
-    err = fs::cuda::mlp_forward(s, th, S, x, xs, N, o);
+    err = fs::cuda::mlp_forward(s, a.theta, a.S, a.X, a.x_net_stride, a.N, a.out);
   }
   raise_on_error(err);
 }

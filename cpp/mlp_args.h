@@ -38,6 +38,27 @@ const T* data_array(const py::array& a, const char* name, int S, int cols, int64
 }
 
 template <class T>
+struct ForwardArgs {
+  int S, N;
+  const T* theta;
+  const T* X;
+  int64_t x_net_stride;
+  T* out;
+};
+
+// theta (S, P), X (N, d) or (S, N, d), out (S, N, K) writeable.
+template <class T>
+ForwardArgs<T> forward_args_from_python(const fs::MlpShape& s, py::array theta, py::array X,
+                                        py::array out) {
+  ForwardArgs<T> a;
+  a.S = static_cast<int>(theta.shape(0));
+  a.theta = checked_data<T>(theta, "theta", {-1, s.n_params}, false);
+  a.X = data_array<T>(X, "X", a.S, s.width[0], &a.x_net_stride, &a.N);
+  a.out = checked_data<T>(out, "out", {a.S, a.N, s.n_logits()}, true);
+  return a;
+}
+
+template <class T>
 fs::MlpTrainArgs<T> train_args_from_python(const fs::MlpShape& s, int loss_kind, int shuffle,
                                            py::tuple adam, py::array X, py::array Y,
                                            py::array theta, py::array m, py::array v,

@@ -44,14 +44,9 @@ void init_impl(const fs::MlpShape& s, py::array seeds, py::array theta, int n_th
 template <class T>
 void forward_impl(const fs::MlpShape& s, py::array theta, py::array X, py::array out,
                   int n_threads, int emulate) {
-  const int S = static_cast<int>(theta.shape(0));
-  const T* th = checked_data<T>(theta, "theta", {-1, s.n_params}, false);
-  int64_t xs;
-  int N;
-  const T* x = data_array<T>(X, "X", S, s.width[0], &xs, &N);
-  T* o = checked_data<T>(out, "out", {S, N, s.n_logits()}, true);
+  const auto a = fs_py::forward_args_from_python<T>(s, theta, X, out);
   py::gil_scoped_release release;
-  fs::mlp_forward_host(s, th, S, x, xs, N, o, n_threads, emulate);
+  fs::mlp_forward_host(s, a.theta, a.S, a.X, a.x_net_stride, a.N, a.out, n_threads, emulate);
 }
 
 template <class T>

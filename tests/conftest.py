@@ -48,50 +48,6 @@ def pytest_sessionstart(session):
         pytest.exit(problem, returncode=3)
 
 
-# ----------------------------------------------------------------------------------------
-# helpers (imported by the test modules as `from conftest import ...`)
-# ----------------------------------------------------------------------------------------
-def assert_close(actual, expected, rtol, what="", scale=None):
-    """Elementwise |a - e| <= rtol * (|e| + scale), scale = max|e| (absolute floor)."""
-    actual = np.asarray(actual, dtype=np.float64)
-    expected = np.asarray(expected, dtype=np.float64)
-    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
-    if scale is None:
-        scale = float(np.max(np.abs(expected))) if expected.size else 0.0
-    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * scale, err_msg=what)
-
-
-def assert_params_equal(a, b, what=""):
-    """Bitwise equality of two params lists."""
-    assert len(a) == len(b)
-    for i, (x, y) in enumerate(zip(a, b)):
-        assert x.dtype == y.dtype, f"{what}[{i}] dtype"
-        assert x.shape == y.shape, f"{what}[{i}] shape"
-        assert np.array_equal(x, y), f"{what}[{i}]: max diff {np.max(np.abs(x - y))}"
-
-
-def make_data(N, d, *, seed=0, scale=1.0, S=None, dtype=np.float64):
-    """Gaussian inputs (N, d), or (S, N, d) when S is given."""
-    rng = np.random.default_rng(seed)
-    shape = (N, d) if S is None else (S, N, d)
-    return (rng.standard_normal(shape) * scale).astype(dtype)
-
-
-def make_targets(net, N, *, seed=1, S=None, X=None):
-    """Targets matching net.loss: 0/1 (N,) or (N, K) for sigmoid, class indices for softmax.
-
-    With X given (2-D), sigmoid targets are a simple function of X (learnable)."""
-    rng = np.random.default_rng(seed)
-    K = net.n_logits
-    lead = () if S is None else (S,)
-    if net.loss == "softmax":
-        return rng.integers(0, K, size=lead + (N,)).astype(np.float64)
-    shape = lead + ((N,) if K == 1 else (N, K))
-    if X is not None and S is None and K == 1:
-        return (X[:, 0] * X[:, -1] > 0).astype(np.float64)
-    return rng.integers(0, 2, size=shape).astype(np.float64)
-
-
 @pytest.fixture(scope="session")
 def fs():
     import falsestruct_fast

@@ -19,6 +19,19 @@ FS_INLINE void with_host_block(int emulate_threads, F&& f) {
   else f(HostBlock{});
 }
 
+// Per-worker scratch, grown on demand and reused for every network the worker computes.
+template <class T>
+struct WorkerScratch {
+  std::vector<std::vector<T>> scalars;
+  std::vector<std::vector<int>> ints;
+  explicit WorkerScratch(int n_workers) : scalars(n_workers), ints(n_workers) {}
+  MlpWorkspace<T> get(int worker, const MlpShape& s, int B, int N) {
+    scalars[worker].resize(MlpWorkspace<T>::scalars(s, B));
+    ints[worker].resize(MlpWorkspace<T>::ints(B, N));
+    return MlpWorkspace<T>::carve(s, B, scalars[worker].data(), ints[worker].data());
+  }
+};
+
 template <class T>
 void mlp_init_host(const MlpShape& s, const uint64_t* seeds, int S, T* theta, int n_threads) {
   RunControl control;
@@ -37,16 +50,13 @@ void mlp_forward_host(const MlpShape& s, const T* theta, int S, const T* X, int6
   const int tile = std::min(N, kForwardTile);
   const int K = s.n_logits();
   RunControl control;
-  std::vector<std::vector<T>> scalars(n_threads);
-  std::vector<std::vector<int>> ints(n_threads);
+  WorkerScratch<T> scratch(n_threads);
   parallel_for_networks(
       S, n_threads, control,
       [&](int net, int w) {
-        scalars[w].resize(MlpWorkspace<T>::scalars(s, tile));
-        ints[w].resize(MlpWorkspace<T>::ints(tile, tile));
         for (int row0 = 0; row0 < N; row0 += tile) {
           const int B = std::min(tile, N - row0);  // the last tile may be shorter
-          const auto ws = MlpWorkspace<T>::carve(s, B, scalars[w].data(), ints[w].data());
+          const auto ws = scratch.get(w, s, B, B);
           with_host_block(emulate_threads, [&](auto blk) {
             mlp_forward_rows(blk, s, theta + s.n_params * net, X + x_net_stride * net, row0, B,
                              out + ((int64_t)net * N + row0) * K, ws);
@@ -63,14 +73,11 @@ void mlp_loss_and_grad_host(const MlpShape& s, LossKind loss, const T* theta, in
                             T* loss_out, T* grad_out, T* input_grad_out, int n_threads,
                             int emulate_threads = 0) {
   RunControl control;
-  std::vector<std::vector<T>> scalars(n_threads);
-  std::vector<std::vector<int>> ints(n_threads);
+  WorkerScratch<T> scratch(n_threads);
   parallel_for_networks(
       S, n_threads, control,
       [&](int net, int w) {
-        scalars[w].resize(MlpWorkspace<T>::scalars(s, N));
-        ints[w].resize(MlpWorkspace<T>::ints(N, N));
-        const auto ws = MlpWorkspace<T>::carve(s, N, scalars[w].data(), ints[w].data());
+        const auto ws = scratch.get(w, s, N, N);
         with_host_block(emulate_threads, [&](auto blk) {
           mlp_loss_and_grad(blk, s, loss, theta + s.n_params * net, X + x_net_stride * net,
                             Y + y_net_stride * net, N, ws, loss_out + net,
@@ -88,14 +95,11 @@ void mlp_train_host(const MlpTrainArgs<T>& args, int S, int n_threads, RunContro
                     int emulate_threads = 0) {
   const MlpShape& s = args.shape;
   const int n_batches = args.N / args.B;
-  std::vector<std::vector<T>> scalars(n_threads);
-  std::vector<std::vector<int>> ints(n_threads);
+  WorkerScratch<T> scratch(n_threads);
   parallel_for_networks(
       S, n_threads, control,
       [&](int net, int w) {
-        scalars[w].resize(MlpWorkspace<T>::scalars(s, args.B));
-        ints[w].resize(MlpWorkspace<T>::ints(args.B, std::max(args.N, n_batches)));
-        const auto ws = MlpWorkspace<T>::carve(s, args.B, scalars[w].data(), ints[w].data());
+        const auto ws = scratch.get(w, s, args.B, std::max(args.N, n_batches));
         auto on_epoch = [&control](int) {
           control.units_done.fetch_add(1, std::memory_order_relaxed);
           return !control.cancelled.load(std::memory_order_relaxed);

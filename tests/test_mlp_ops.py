@@ -1,0 +1,315 @@
+"""Forward pass, loss and gradients, and initialisation, against the NumPy reference."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import falsestruct_fast as fs
+import reference as R
+from helpers import assert_close, make_data, make_targets
+
+# (widths, loss) cases: Experiment I net, a deeper sigmoid net, softmax nets, multi-logit sigmoid.
+NETS = [
+    ([2, 104, 1], None),
+    ([3, 7, 5, 1], None),
+    ([4, 6, 3], None),            # softmax (3 logits)
+    ([3, 5, 4, 2], "softmax"),
+    ([3, 5, 4], "sigmoid"),       # 4 independent sigmoid logits, targets (N, 4)
+]
+NET_IDS = ["2-104-1", "3-7-5-1", "4-6-3-softmax", "3-5-4-2-softmax", "3-5-4-sigmoid"]
+SIZES = [1, 37, 50]
+
+
+def random_params(net, S, dtype=np.float64, seed=0, bias_scale=0.3):
+    """Glorot weights from the library plus nonzero biases (so bias paths are exercised)."""
+    params = fs.init(net, seeds=range(100 + seed, 100 + seed + S), dtype="float64")
+    rng = np.random.default_rng(seed)
+    out = []
+    for a in params:
+        a = a.copy()
+        if a.ndim == 2:
+            a += bias_scale * rng.standard_normal(a.shape)
+        out.append(a.astype(dtype))
+    return out
+
+
+def check_against_reference(net, params, X, y, rtol, y_per_seed=False):
+    """Library forward / loss / grads / input grads vs the float64 reference, every network."""
+    S = params[0].shape[0]
+    z = fs.forward(net, params, X)
+    loss, grads, dX = fs.loss_and_grad(net, params, X, y, wrt_input=True)
+    loss2, grads2 = fs.loss_and_grad(net, params, X, y)
+    assert z.dtype == params[0].dtype and loss.dtype == params[0].dtype
+    assert z.shape == (S, X.shape[-2], net.n_logits)
+    assert dX.shape == (S, X.shape[-2], net.n_inputs)
+    np.testing.assert_array_equal(loss, loss2)
+    for a, b in zip(grads, grads2):
+        np.testing.assert_array_equal(a, b)
+    for s in range(S):
+        ps = R.split_params(params, s)
+        Xs = np.asarray(X[s] if X.ndim == 3 else X, dtype=np.float64)
+        ys = y[s] if y_per_seed else y
+        zr = R.forward(ps, Xs)
+        lr_, gr, dXr = R.loss_and_grad(net.loss, ps, Xs, ys)
+        assert_close(z[s], zr, rtol, f"forward net {s}")
+        assert_close(loss[s], lr_, rtol, f"loss net {s}")
+        for i, (g, g_ref) in enumerate(zip(grads, gr)):
+            assert g.shape == params[i].shape
+            assert_close(g[s], g_ref, rtol, f"grad[{i}] net {s}")
+        assert_close(dX[s], dXr, rtol, f"input grad net {s}")
+
+
+@pytest.mark.parametrize("N", SIZES)
+@pytest.mark.parametrize("widths,loss", NETS, ids=NET_IDS)
+def test_float64_shared_X_matches_reference(widths, loss, N):
+    net = fs.MLP(widths, loss=loss)
+    params = random_params(net, S=3, seed=N)
+    X = make_data(N, widths[0], seed=N)
+    y = make_targets(net, N, seed=N)
+    check_against_reference(net, params, X, y, rtol=1e-12)
+
+
+@pytest.mark.parametrize("widths,loss", NETS, ids=NET_IDS)
+def test_float64_per_seed_X_and_y_match_reference(widths, loss):
+    net = fs.MLP(widths, loss=loss)
+    S, N = 3, 37
+    params = random_params(net, S=S, seed=7)
+    X = make_data(N, widths[0], seed=8, S=S)
+    y = make_targets(net, N, seed=9, S=S)
+    check_against_reference(net, params, X, y, rtol=1e-12, y_per_seed=True)
+
+
+def test_per_seed_X_with_shared_y_and_shared_X_with_per_seed_y():
+    net = fs.MLP([3, 7, 5, 1])
+    S, N = 4, 37
+    params = random_params(net, S=S, seed=3)
+    X3 = make_data(N, 3, seed=4, S=S)
+    y1 = make_targets(net, N, seed=5)
+    loss, grads = fs.loss_and_grad(net, params, X3, y1)
+    X1 = make_data(N, 3, seed=6)
+    y2 = make_targets(net, N, seed=7, S=S)
+    loss_b, grads_b = fs.loss_and_grad(net, params, X1, y2)
+    for s in range(S):
+        ps = R.split_params(params, s)
+        l_ref, g_ref, _ = R.loss_and_grad("sigmoid", ps, X3[s], y1)
+        assert_close(loss[s], l_ref, 1e-12, "per-seed X, shared y")
+        for g, gr in zip(grads, g_ref):
+            assert_close(g[s], gr, 1e-12, "per-seed X, shared y grad")
+        l_ref, g_ref, _ = R.loss_and_grad("sigmoid", ps, X1, y2[s])
+        assert_close(loss_b[s], l_ref, 1e-12, "shared X, per-seed y")
+        for g, gr in zip(grads_b, g_ref):
+            assert_close(g[s], gr, 1e-12, "shared X, per-seed y grad")
+
+
+def test_forward_many_rows_crosses_tiles():
+    # forward evaluates rows in tiles of 512: 1100 rows = two full tiles and a short one
+    net = fs.MLP([3, 9, 2], loss="softmax")
+    params = random_params(net, S=2, seed=1)
+    X = make_data(1100, 3, seed=2)
+    z = fs.forward(net, params, X)
+    for s in range(2):
+        assert_close(z[s], R.forward(R.split_params(params, s), X), 1e-12, "forward 1100 rows")
+
+
+@pytest.mark.parametrize("N", [1, 37])
+@pytest.mark.parametrize("widths,loss", NETS, ids=NET_IDS)
+def test_float32_matches_reference(widths, loss, N):
+    net = fs.MLP(widths, loss=loss)
+    params = random_params(net, S=2, seed=N, dtype=np.float32)
+    X = make_data(N, widths[0], seed=N, dtype=np.float32)
+    y = make_targets(net, N, seed=N)
+    # the reference sees exactly the float32 values, in float64
+    check_against_reference(net, params, X, y, rtol=2e-5)
+
+
+def test_predict_matches_reference():
+    for widths, loss in NETS[:3]:
+        net = fs.MLP(widths, loss=loss)
+        params = random_params(net, S=2, seed=5)
+        X = make_data(50, widths[0], seed=6)
+        pred = fs.predict(net, params, X)
+        assert pred.shape == (2, 50)
+        for s in range(2):
+            z = R.forward(R.split_params(params, s), X)
+            want = (z[:, 0] > 0).astype(np.int64) if net.n_logits == 1 else np.argmax(z, axis=1)
+            np.testing.assert_array_equal(pred[s], want)
+
+
+# ---- finite differences on the library's own float64 loss ---------------------------------
+@pytest.mark.parametrize("widths,loss", NETS, ids=NET_IDS)
+def test_param_gradient_matches_finite_differences(widths, loss):
+    net = fs.MLP(widths, loss=loss)
+    if sum(a * b for a, b in zip(widths[:-1], widths[1:])) > 150:
+        pytest.skip("finite differences over every weight of a wide net are slow")
+    params = random_params(net, S=1, seed=11)
+    X = make_data(13, widths[0], seed=12)
+    y = make_targets(net, 13, seed=13)
+    _, grads = fs.loss_and_grad(net, params, X, y)
+    for i in range(len(params)):
+        def f(a, i=i):
+            p = list(params)
+            p[i] = a
+            return float(fs.loss_and_grad(net, p, X, y)[0][0])
+        num = R.numerical_grad(f, params[i], h=1e-6)
+        assert_close(grads[i], num, 1e-6, f"finite differences, param array {i}")
+
+
+def test_param_gradient_finite_differences_wide_net_sampled():
+    # [2, 104, 1]: check a random subset of the 417 parameters
+    net = fs.MLP([2, 104, 1])
+    params = random_params(net, S=1, seed=2)
+    X = make_data(21, 2, seed=3)
+    y = make_targets(net, 21, seed=4)
+    _, grads = fs.loss_and_grad(net, params, X, y)
+    flat = np.concatenate([a.reshape(-1) for a in params])
+    gflat = np.concatenate([a.reshape(-1) for a in grads])
+    shapes = [a.shape for a in params]
+
+    def f(v):
+        parts, off = [], 0
+        for sh in shapes:
+            n = int(np.prod(sh))
+            parts.append(v[off:off + n].reshape(sh))
+            off += n
+        return float(fs.loss_and_grad(net, parts, X, y)[0][0])
+
+    idx = np.random.default_rng(0).choice(flat.size, 60, replace=False)
+    h = 1e-6
+    for k in idx:
+        e = np.zeros_like(flat)
+        e[k] = h
+        num = (f(flat + e) - f(flat - e)) / (2 * h)
+        assert abs(gflat[k] - num) <= 1e-6 * (abs(num) + np.max(np.abs(gflat))), f"param {k}"
+
+
+@pytest.mark.parametrize("widths,loss", NETS, ids=NET_IDS)
+def test_input_gradient_matches_finite_differences(widths, loss):
+    net = fs.MLP(widths, loss=loss)
+    params = random_params(net, S=2, seed=21)
+    X = make_data(9, widths[0], seed=22)
+    y = make_targets(net, 9, seed=23)
+    _, _, dX = fs.loss_and_grad(net, params, X, y, wrt_input=True)
+    for s in range(2):
+        ps = [a[s:s + 1] for a in params]
+        num = R.numerical_grad(lambda x: float(fs.loss_and_grad(net, ps, x, y)[0][0]), X, h=1e-6)
+        assert_close(dX[s], num, 1e-6, f"input gradient net {s}")
+
+
+def test_relu_derivative_zero_at_kink():
+    # A hidden pre-activation exactly 0 gets derivative 0 (the output is then exactly 0).
+    net = fs.MLP([1, 1, 1])
+    W0 = np.array([[[1.0]]])
+    b0 = np.array([[0.0]])
+    W1 = np.array([[[2.0]]])
+    b1 = np.array([[0.5]])
+    X = np.array([[0.0], [1.0]])
+    y = np.array([1.0, 0.0])
+    loss, grads, dX = fs.loss_and_grad(net, [W0, b0, W1, b1], X, y, wrt_input=True)
+    ref_loss, ref_g, ref_dX = R.loss_and_grad("sigmoid", [W0[0], b0[0], W1[0], b1[0]], X, y)
+    assert ref_dX[0, 0] == 0.0
+    assert_close(loss[0], ref_loss, 1e-14)
+    for g, gr in zip(grads, ref_g):
+        assert_close(g[0], gr, 1e-14)
+    assert_close(dX[0], ref_dX, 1e-14)
+
+
+def test_extreme_logits_give_finite_stable_loss():
+    # the stable sigmoid CE form: huge |z| gives loss |z| (wrong side) or 0, never inf/NaN
+    net = fs.MLP([1, 1])
+    params = [np.array([[[1.0]]]), np.array([[0.0]])]
+    X = np.array([[800.0], [-800.0], [800.0]])
+    y = np.array([0.0, 0.0, 1.0])
+    loss, grads = fs.loss_and_grad(net, params, X, y)
+    assert np.isfinite(loss).all()
+    assert_close(loss[0], 800.0 / 3, 1e-14)
+    # dL/dW = mean((sigmoid(z) - y) * x) = (800 * 1 + 0 + 0) / 3
+    assert_close(grads[0][0, 0, 0], 800.0 / 3, 1e-14)
+    net3 = fs.MLP([1, 3])
+    p3 = [np.array([[[1.0, -1.0, 0.0]]]), np.zeros((1, 3))]
+    loss3, _ = fs.loss_and_grad(net3, p3, np.array([[1000.0]]), np.array([1]))
+    assert_close(loss3[0], 2000.0, 1e-14)
+
+
+# ---- initialisation -----------------------------------------------------------------------
+@pytest.mark.parametrize("widths", [[2, 104, 1], [3, 7, 5, 1], [4, 6, 3]])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_init_shapes_zero_biases_and_bound(widths, dtype):
+    net = fs.MLP(widths)
+    params = fs.init(net, seeds=range(5), dtype=dtype)
+    assert isinstance(params, fs.Params)
+    assert len(params) == 2 * (len(widths) - 1)
+    assert params.n_networks == 5
+    assert params.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(params.seeds, np.arange(5, dtype=np.uint64))
+    P = sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
+    assert net.n_params == P
+    assert params.flat.shape == (5, P)
+    for l, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:])):
+        W, b = params[2 * l], params[2 * l + 1]
+        assert W.shape == (5, n_in, n_out) and b.shape == (5, n_out)
+        assert W.dtype == np.dtype(dtype) and b.dtype == np.dtype(dtype)
+        assert np.all(b == 0)
+        lim = math.sqrt(6.0 / (n_in + n_out))
+        assert np.all(np.abs(W) <= np.float64(np.float32(lim)) if dtype == "float32" else lim)
+        assert np.any(W != 0)
+        assert np.all(np.isfinite(W))
+
+
+def test_init_glorot_distribution():
+    net = fs.MLP([300, 400, 1])
+    W = fs.init(net, seeds=[0, 1], dtype="float64")[0].reshape(-1)   # 240000 weights
+    lim = math.sqrt(6.0 / 700)
+    assert np.abs(W).max() <= lim
+    assert np.abs(W).max() > 0.999 * lim          # the whole range is used
+    assert abs(W.mean()) < 0.01 * lim
+    assert abs(W.var() / (lim**2 / 3) - 1) < 0.02
+    # uniformity: 20 equal bins each hold 5% (+-0.5%) of the weights
+    hist, _ = np.histogram(W, bins=20, range=(-lim, lim))
+    frac = hist / W.size
+    assert np.all(np.abs(frac - 0.05) < 0.005), frac
+    # neighbouring weights are not correlated
+    assert abs(np.corrcoef(W[:-1], W[1:])[0, 1]) < 0.02
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_init_seed_alone_equals_seed_among_many(dtype):
+    net = fs.MLP([3, 7, 5, 1])
+    seeds = [9, 0, 2**40 + 3, 17, 2**64 - 1, 5]
+    many = fs.init(net, seeds=seeds, dtype=dtype)
+    for i, s in enumerate(seeds):
+        alone = fs.init(net, seeds=s, dtype=dtype)
+        assert alone.n_networks == 1
+        for a, b in zip(alone, many):
+            assert np.array_equal(a[0], b[i]), f"seed {s}"
+    one_thread = fs.init(net, seeds=seeds, dtype=dtype, threads=1)
+    np.testing.assert_array_equal(one_thread.flat, many.flat)
+
+
+def test_init_float32_is_float64_rounded():
+    net = fs.MLP([2, 104, 1])
+    p32 = fs.init(net, seeds=range(4), dtype="float32")
+    p64 = fs.init(net, seeds=range(4), dtype="float64")
+    np.testing.assert_array_equal(p32.flat, p64.flat.astype(np.float32))
+
+
+def test_init_different_seeds_differ():
+    net = fs.MLP([3, 7, 5, 1])
+    p = fs.init(net, seeds=[0, 1, 2, 2**32, 2**33], dtype="float64")
+    W = [p[0][i].reshape(-1) for i in range(5)]
+    for i in range(5):
+        for j in range(i + 1, 5):
+            assert not np.any(W[i] == W[j]), (i, j)   # no weight in common
+    # layers of one network are drawn independently too
+    assert not np.array_equal(p[2][0][:3, :5], p[0][0][:, :5])
+
+
+def test_init_matches_reference_generator():
+    # init documents W = (2 u - 1) lim with u from philox(seed; stream 1, layer, element)
+    net = fs.MLP([3, 7, 5, 1])
+    for seed in (0, 123, 2**40 + 7):
+        lib = fs.init(net, seeds=seed, dtype="float64")
+        ref = R.glorot_init(net.widths, seed)
+        for a, b in zip(lib, ref):
+            np.testing.assert_array_equal(a[0], b)
