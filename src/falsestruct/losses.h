@@ -18,7 +18,8 @@ FS_HD void sigmoid_ce_grad(const Block& blk, const T* z, const T* y, T* dz, int 
   const T scale = T(1) / T(B * K);
   blk.map_2d(K, ld, [=](int j, int n) {
     const int e = j * ld + n;
-    dz[e] = n < B ? (T(1) / (T(1) + fs_exp(-z[e])) - y[e]) * scale : T(0);
+    const T g = (T(1) / (T(1) + exp_poly(-z[e])) - y[e]) * scale;
+    dz[e] = n < B ? g : T(0);
   });
 }
 
