@@ -58,28 +58,31 @@ struct HostBlock {
     }
   }
   // Sum phase (see sum_element), e.g. a matrix product: the loop over k is hoisted outside
-  // the SIMD loop over columns, with the accumulators of a chunk of columns kept in a small
-  // array (registers), so each k is one broadcast-multiply-add over contiguous lanes.
+  // the SIMD loop over columns, and the accumulators of a block of columns stay in registers,
+  // so each k is one broadcast-multiply-add per vector. Columns come in whole multiples of 16
+  // (the kernels pad their batch to kBatchLanes); blocks of 64 give four independent FMA
+  // chains, which hides the FMA latency when len is long.
   template <class Init, class Term, class Finish>
   FS_INLINE void map_2d_sum(int rows, int cols, int len, Init&& init, Term&& term,
                             Finish&& finish) const {
-    // Columns come in whole chunks of kChunk (the kernels pad their batch to kBatchLanes), so
-    // the chunk loops have a constant trip count and the accumulators stay in registers.
-    using Acc = decltype(init(0, 0));
-    constexpr int kChunk = 16;
     for (int r = 0; r < rows; ++r) {
-      for (int c0 = 0; c0 < cols; c0 += kChunk) {
-        Acc acc[kChunk];
-        FS_SIMD
-        for (int c = 0; c < kChunk; ++c) acc[c] = init(r, c0 + c);
-        for (int k = 0; k < len; ++k) {
-          FS_SIMD
-          for (int c = 0; c < kChunk; ++c) acc[c] += term(r, c0 + c, k);
-        }
-        FS_SIMD
-        for (int c = 0; c < kChunk; ++c) finish(r, c0 + c, acc[c]);
-      }
+      int c0 = 0;
+      for (; c0 + 64 <= cols; c0 += 64) sum_block<64>(r, c0, len, init, term, finish);
+      for (; c0 < cols; c0 += 16) sum_block<16>(r, c0, len, init, term, finish);
     }
+  }
+  template <int W, class Init, class Term, class Finish>
+  FS_INLINE static void sum_block(int r, int c0, int len, Init& init, Term& term, Finish& finish) {
+    using Acc = decltype(init(0, 0));
+    Acc acc[W];
+    FS_SIMD
+    for (int c = 0; c < W; ++c) acc[c] = init(r, c0 + c);
+    for (int k = 0; k < len; ++k) {
+      FS_SIMD
+      for (int c = 0; c < W; ++c) acc[c] += term(r, c0 + c, k);
+    }
+    FS_SIMD
+    for (int c = 0; c < W; ++c) finish(r, c0 + c, acc[c]);
   }
   // Phase whose elements each reduce a long contiguous vector: the body vectorises its own
   // reduction (FS_SIMD_SUM), so the element loops stay scalar.
