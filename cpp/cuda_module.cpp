@@ -30,7 +30,7 @@ void train_impl(const fs::MlpShape& s, int loss_kind, int shuffle, py::tuple ada
                 py::array acc_hist) {
   const auto a = train_args_from_python<T>(s, loss_kind, shuffle, adam, X, Y, theta, m, v, seeds,
                                            epochs, batch_size, step0, record_every, loss_hist, acc_hist);
-  const int S = static_cast<int>(theta.shape(0));
+  const int S = leading_dim(theta, "theta");
   require_device();
   std::string err;
   {

@@ -23,6 +23,27 @@ inline fs::MlpShape shape_from(const std::vector<int>& widths) {
 
 inline bool is_float64(const py::array& a) { return a.dtype().is(py::dtype::of<double>()); }
 
+// Number of networks from the leading axis of a (S, ...) array, checked before use.
+inline int leading_dim(const py::array& a, const char* name) {
+  if (a.ndim() < 1)
+    throw py::value_error(std::string(name) + ": expected an array with a leading network axis, got a scalar");
+  return static_cast<int>(a.shape(0));
+}
+
+inline void check_loss_kind(int loss_kind) {
+  if (loss_kind < 0 || loss_kind > 1) throw py::value_error("loss_kind: unknown kind (0 sigmoid, 1 softmax)");
+}
+
+// Softmax targets are class indices that the kernels use as array indices: refuse anything
+// outside [0, K) here so that no kernel can read out of bounds.
+template <class T>
+void check_class_labels(const T* y, int64_t count, int K, const char* name) {
+  for (int64_t i = 0; i < count; ++i)
+    if (!(y[i] >= T(0) && y[i] < T(K)) || y[i] != static_cast<T>(static_cast<int>(y[i])))
+      throw py::value_error(std::string(name) + ": softmax labels must be integer class indices in [0, " +
+                            std::to_string(K) + ")");
+}
+
 // Data X is (N, cols) shared by all networks or (S, N, cols); returns the per-network stride.
 template <class T>
 const T* data_array(const py::array& a, const char* name, int S, int cols, int64_t* net_stride,
@@ -51,7 +72,7 @@ template <class T>
 ForwardArgs<T> forward_args_from_python(const fs::MlpShape& s, py::array theta, py::array X,
                                         py::array out) {
   ForwardArgs<T> a;
-  a.S = static_cast<int>(theta.shape(0));
+  a.S = leading_dim(theta, "theta");
   a.theta = checked_data<T>(theta, "theta", {-1, s.n_params}, false);
   a.X = data_array<T>(X, "X", a.S, s.width[0], &a.x_net_stride, &a.N);
   a.out = checked_data<T>(out, "out", {a.S, a.N, s.n_logits()}, true);
@@ -66,17 +87,21 @@ fs::MlpTrainArgs<T> train_args_from_python(const fs::MlpShape& s, int loss_kind,
                                            int64_t step0, int record_every, py::array loss_hist,
                                            py::array acc_hist) {
   if (shuffle < 0 || shuffle > 2) throw py::value_error("shuffle: unknown mode");
-  if (loss_kind < 0 || loss_kind > 1) throw py::value_error("loss: unknown kind");
+  check_loss_kind(loss_kind);
   if (py::len(adam) != 4) throw py::value_error("adam: expected (lr, beta1, beta2, eps)");
   fs::MlpTrainArgs<T> a;
   a.shape = s;
   a.loss = static_cast<fs::LossKind>(loss_kind);
   a.shuffle = static_cast<fs::ShuffleMode>(shuffle);
-  a.adam.lr = adam[0].cast<double>();
-  a.adam.beta1 = adam[1].cast<double>();
-  a.adam.beta2 = adam[2].cast<double>();
-  a.adam.eps = adam[3].cast<double>();
-  const int S = static_cast<int>(theta.shape(0));
+  try {
+    a.adam.lr = adam[0].cast<double>();
+    a.adam.beta1 = adam[1].cast<double>();
+    a.adam.beta2 = adam[2].cast<double>();
+    a.adam.eps = adam[3].cast<double>();
+  } catch (const py::cast_error&) {
+    throw py::type_error("adam: expected four floats (lr, beta1, beta2, eps)");
+  }
+  const int S = leading_dim(theta, "theta");
   a.theta = checked_data<T>(theta, "theta", {-1, s.n_params}, true);
   a.adam_m = checked_data<T>(m, "adam_m", {S, s.n_params}, true);
   a.adam_v = checked_data<T>(v, "adam_v", {S, s.n_params}, true);
@@ -85,6 +110,8 @@ fs::MlpTrainArgs<T> train_args_from_python(const fs::MlpShape& s, int loss_kind,
   a.X = data_array<T>(X, "X", S, s.width[0], &a.x_net_stride, &a.N);
   a.Y = data_array<T>(Y, "Y", S, fs::targets_per_sample(a.loss, s.n_logits()), &a.y_net_stride, &NY);
   if (NY != a.N) throw py::value_error("Y: number of rows differs from X");
+  if (a.loss == fs::LossKind::SoftmaxCE)
+    check_class_labels(a.Y, (a.y_net_stride ? S : 1) * static_cast<int64_t>(a.N), s.n_logits(), "Y");
   if (batch_size < 1 || batch_size > a.N)
     throw py::value_error("batch_size: must be in [1, N=" + std::to_string(a.N) + "]");
   if (epochs < 0) throw py::value_error("epochs: must be >= 0");

@@ -34,7 +34,7 @@ int threads_or_default(int n_threads) {
 
 template <class T>
 void init_impl(const fs::MlpShape& s, py::array seeds, py::array theta, int n_threads) {
-  const int S = static_cast<int>(seeds.shape(0));
+  const int S = fs_py::leading_dim(seeds, "seeds");
   const uint64_t* sd = checked_data<uint64_t>(seeds, "seeds", {-1}, false);
   T* th = checked_data<T>(theta, "theta", {S, s.n_params}, true);
   py::gil_scoped_release release;
@@ -53,8 +53,9 @@ template <class T>
 void loss_and_grad_impl(const fs::MlpShape& s, int loss_kind, py::array theta, py::array X,
                         py::array Y, py::array loss_out, py::array grad_out,
                         py::object input_grad_out, int n_threads, int emulate) {
+  fs_py::check_loss_kind(loss_kind);
   const auto kind = static_cast<fs::LossKind>(loss_kind);
-  const int S = static_cast<int>(theta.shape(0));
+  const int S = fs_py::leading_dim(theta, "theta");
   const T* th = checked_data<T>(theta, "theta", {-1, s.n_params}, false);
   int64_t xs, ys;
   int N, NY;
@@ -62,6 +63,8 @@ void loss_and_grad_impl(const fs::MlpShape& s, int loss_kind, py::array theta, p
   const T* y = data_array<T>(Y, "Y", S, fs::targets_per_sample(kind, s.n_logits()), &ys, &NY);
   if (NY != N) throw py::value_error("Y: number of rows differs from X");
   if (N < 1) throw py::value_error("X: no data rows");
+  if (kind == fs::LossKind::SoftmaxCE)
+    fs_py::check_class_labels(y, (ys ? S : 1) * static_cast<int64_t>(N), s.n_logits(), "Y");
   T* lo = checked_data<T>(loss_out, "loss_out", {S}, true);
   T* go = checked_data<T>(grad_out, "grad_out", {S, s.n_params}, true);
   T* ig = nullptr;
@@ -80,7 +83,7 @@ int64_t train_impl(const fs::MlpShape& s, int loss_kind, int shuffle, py::tuple 
   const auto a = fs_py::train_args_from_python<T>(s, loss_kind, shuffle, adam, X, Y, theta, m, v,
                                                   seeds, epochs, batch_size, step0, record_every,
                                                   loss_hist, acc_hist);
-  const int S = static_cast<int>(theta.shape(0));
+  const int S = fs_py::leading_dim(theta, "theta");
   fs::RunControl control;
   const int64_t total = static_cast<int64_t>(S) * epochs;
   // Called on this thread while workers run: re-acquire the GIL for Ctrl-C and callbacks.

@@ -23,7 +23,9 @@ def float_dtype(dtype, name: str = "dtype") -> np.dtype:
 
 
 def integer(value, name: str, minimum: int | None = None, maximum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name}: must be an integer, got bool {value!r}")
+    if not isinstance(value, numbers.Integral):
         try:
             value = operator.index(value)
         except TypeError:

@@ -24,15 +24,18 @@ class Adam:
     def __post_init__(self):
         for name in ("lr", "beta1", "beta2", "eps"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not np.isfinite(value):
-                raise ValueError(f"Adam.{name}: must be a finite number, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+                raise TypeError(f"Adam.{name}: must be a number, got {type(value).__name__} {value!r}")
+            if not np.isfinite(value):
+                raise ValueError(f"Adam.{name}: must be finite, got {value!r}")
         if self.lr <= 0:
             raise ValueError(f"Adam.lr: must be > 0, got {self.lr}")
         for name in ("beta1", "beta2"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"Adam.{name}: must be in [0, 1), got {getattr(self, name)}")
-        if self.eps < 0:
-            raise ValueError(f"Adam.eps: must be >= 0, got {self.eps}")
+        if self.eps <= 0:
+            # eps = 0 turns any exactly-zero gradient (a dead ReLU unit) into 0/0 = NaN.
+            raise ValueError(f"Adam.eps: must be > 0, got {self.eps}")
 
     def as_tuple(self) -> tuple[float, float, float, float]:
         return (float(self.lr), float(self.beta1), float(self.beta2), float(self.eps))

@@ -14,6 +14,7 @@ from .progress import ProgressBar
 
 SHUFFLE_MODES = {"none": 0, "samples": 1, "batches": 2}
 ENGINES = ("native", "cuda")
+_INT32_MAX = 2**31 - 1  # the native engine counts epochs, batches and rows in 32 bits
 
 
 @dataclass
@@ -122,15 +123,15 @@ def train(
     dtype = flat.dtype
     X, Y = data_arrays(net, S, dtype, X, y)
     N = X.shape[-2]
-    epochs = V.integer(epochs, "epochs", minimum=0)
-    batch_size = V.integer(batch_size, "batch_size", minimum=1)
+    epochs = V.integer(epochs, "epochs", minimum=0, maximum=_INT32_MAX)
+    batch_size = V.integer(batch_size, "batch_size", minimum=1, maximum=_INT32_MAX)
     if batch_size > N:
         raise ValueError(f"batch_size: {batch_size} is larger than the number of samples N = {N}")
     V.option(shuffle, "shuffle", SHUFFLE_MODES)
     V.option(engine, "engine", ENGINES)
     if record_every is None:
         record_every = max(1, epochs // 100)
-    record_every = V.integer(record_every, "record_every", minimum=1)
+    record_every = V.integer(record_every, "record_every", minimum=1, maximum=_INT32_MAX)
     n_threads = _threads(threads)
     if not isinstance(progress_seconds, (int, float)) or progress_seconds <= 0:
         raise ValueError(f"progress_seconds: must be a positive number, got {progress_seconds!r}")
@@ -148,8 +149,10 @@ def train(
             raise TypeError(f"opt_state: expected AdamState, got {type(opt_state).__name__}")
         for name in ("m", "v"):
             arr = getattr(opt_state, name)
-            if not isinstance(arr, np.ndarray) or arr.shape != (S, P) or arr.dtype != dtype:
-                raise ValueError(f"opt_state.{name}: expected a {dtype} array of shape {(S, P)}")
+            if not isinstance(arr, np.ndarray) or arr.dtype != dtype:
+                raise TypeError(f"opt_state.{name}: expected a {dtype} NumPy array")
+            if arr.shape != (S, P):
+                raise ValueError(f"opt_state.{name}: expected shape {(S, P)}, got {arr.shape}")
         state = AdamState(opt_state.m.copy(), opt_state.v.copy(), V.integer(opt_state.step, "opt_state.step", minimum=0))
 
     n_batches = N // batch_size

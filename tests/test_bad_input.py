@@ -179,7 +179,11 @@ TRAIN_OPTION_CASES = [
     ("seeds strings", dict(seeds="ab"), TypeError, r"seeds: must be an integer or an iterable"),
     ("opt_state type", dict(opt_state="x"), TypeError, r"opt_state: expected AdamState"),
     ("opt_state shape", dict(opt_state=fs.AdamState.zeros(2, 3, np.float64)), ValueError,
-     r"opt_state.m: expected a float64 array of shape \(2, 21\)"),
+     r"opt_state.m: expected shape \(2, 21\), got \(2, 3\)"),
+    ("opt_state dtype", dict(opt_state=fs.AdamState.zeros(2, 21, np.float32)), TypeError,
+     r"opt_state.m: expected a float64 NumPy array"),
+    ("epochs bool", dict(epochs=True), TypeError, r"epochs: must be an integer, got bool"),
+    ("epochs too large", dict(epochs=2**31), ValueError, r"epochs: must be <= 2147483647"),
     ("opt_state step", dict(opt_state=fs.AdamState(np.zeros((2, 21)), np.zeros((2, 21)), -1)),
      ValueError, r"opt_state.step: must be >= 0"),
     ("unknown keyword", dict(learning_rate=0.1), TypeError, r"unexpected keyword argument 'learning_rate'"),
@@ -242,11 +246,12 @@ def test_bad_loss_option(kwargs, match):
 @pytest.mark.parametrize("kwargs,match", [
     (dict(lr=0), r"Adam.lr: must be > 0"),
     (dict(lr=-1e-3), r"Adam.lr: must be > 0"),
-    (dict(lr=float("nan")), r"Adam.lr: must be a finite number"),
-    (dict(lr=float("inf")), r"Adam.lr: must be a finite number"),
+    (dict(lr=float("nan")), r"Adam.lr: must be finite"),
+    (dict(lr=float("inf")), r"Adam.lr: must be finite"),
     (dict(beta1=1.0), r"Adam.beta1: must be in \[0, 1\)"),
     (dict(beta2=-0.1), r"Adam.beta2: must be in \[0, 1\)"),
-    (dict(eps=-1.0), r"Adam.eps: must be >= 0"),
+    (dict(eps=-1.0), r"Adam.eps: must be > 0"),
+    (dict(eps=0.0), r"Adam.eps: must be > 0"),
 ])
 def test_bad_adam(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -512,7 +517,8 @@ def test_native_rejects_wrong_shape(func, name):
 
 NATIVE_VALUE_CASES = [
     ("mlp_train", dict(shuffle=3), ValueError, r"shuffle: unknown mode"),
-    ("mlp_train", dict(loss_kind=2), ValueError, r"loss: unknown kind"),
+    ("mlp_train", dict(loss_kind=2), ValueError, r"loss_kind: unknown kind"),
+    ("mlp_loss_and_grad", dict(loss_kind=7), ValueError, r"loss_kind: unknown kind"),
     ("mlp_train", dict(adam=(1e-3, 0.9, 0.999)), ValueError, r"adam: expected \(lr, beta1, beta2, eps\)"),
     ("mlp_train", dict(batch_size=8), ValueError, r"batch_size: must be in \[1, N=7\]"),
     ("mlp_train", dict(batch_size=0), ValueError, r"batch_size: must be in"),
@@ -594,3 +600,45 @@ def test_native_argument_errors_do_not_crash_the_interpreter():
     lines = proc.stdout.split("\n")
     assert "survived" in lines
     assert not any("no error" in line for line in lines), proc.stdout
+
+
+# Regressions: inputs that reach the kernels directly must be refused, never crash or read
+# out of bounds (softmax labels are used as array indices).
+@pytest.mark.parametrize("bad_label", [1e9, -1.0, 0.5, float("nan")])
+def test_native_softmax_labels_out_of_range_raise(bad_label):
+    from falsestruct_fast import _native as N
+
+    widths = [2, 5, 3]
+    P = N.n_params(widths)
+    Y = np.zeros((7, 1))
+    Y[3, 0] = bad_label
+    with pytest.raises(ValueError, match=r"Y: softmax labels must be integer class indices in \[0, 3\)"):
+        N.mlp_loss_and_grad(widths, 1, np.full((2, P), 0.1), np.ones((7, 2)), Y, np.zeros(2),
+                            np.zeros((2, P)), None)
+    with pytest.raises(ValueError, match=r"Y: softmax labels"):
+        N.mlp_train(widths, 1, 0, (1e-3, 0.9, 0.999, 1e-8), np.ones((7, 2)), Y, np.full((2, P), 0.1),
+                    np.zeros((2, P)), np.zeros((2, P)), np.zeros(2, np.uint64), 1, 7, 0, 1,
+                    np.zeros((2, 1)), np.zeros((2, 1)))
+
+
+def test_native_scalar_theta_names_argument():
+    from falsestruct_fast import _native as N
+
+    with pytest.raises(ValueError, match=r"theta: expected an array with a leading network axis"):
+        N.mlp_forward([2, 5, 1], np.zeros(()), np.zeros((7, 2)), np.zeros((2, 7, 1)))
+
+
+def test_native_non_numeric_adam_is_type_error():
+    from falsestruct_fast import _native as N
+
+    widths = [2, 5, 1]
+    P = N.n_params(widths)
+    with pytest.raises(TypeError, match=r"adam: expected four floats"):
+        N.mlp_train(widths, 0, 0, ("a", 0.9, 0.999, 1e-8), np.ones((7, 2)), np.zeros((7, 1)),
+                    np.full((2, P), 0.1), np.zeros((2, P)), np.zeros((2, P)), np.zeros(2, np.uint64),
+                    1, 7, 0, 1, np.zeros((2, 1)), np.zeros((2, 1)))
+
+
+def test_bool_width_is_refused():
+    with pytest.raises(TypeError, match=r"widths\[1\]: must be an integer, got bool"):
+        fs.MLP([2, True, 1])
