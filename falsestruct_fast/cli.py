@@ -67,9 +67,9 @@ def demo(args) -> int:
                      int(fit.diverged.sum()), wall, steps / wall))
     head = ("setting", "epochs", "loss(med)", "train acc", "acc C_d", "false", "original",
             "neither", "diverged", "wall s", "net-steps/s")
-    print(" | ".join(f"{h:>14}" if i == 0 else f"{h:>10}" for i, h in enumerate(head)))
+    print(" | ".join(f"{h:>18}" if i == 0 else f"{h:>10}" for i, h in enumerate(head)))
     for row in rows:
-        cells = [f"{row[0]:>14}", f"{row[1]:>10d}", f"{row[2]:>10.2e}"]
+        cells = [f"{row[0]:>18}", f"{row[1]:>10d}", f"{row[2]:>10.2e}"]
         cells += [f"{v:>10.2%}" for v in row[3:8]]
         cells += [f"{row[8]:>10d}", f"{row[9]:>10.2f}", f"{row[10]:>10.3g}"]
         print(" | ".join(cells))
