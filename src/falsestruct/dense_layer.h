@@ -49,28 +49,16 @@ FS_HD FS_INLINE T tree_sum_lanes(T* acc) {
   return (acc[0] + acc[2]) + (acc[1] + acc[3]);
 }
 
-// sum_n a[n] * b[n] over ld (a multiple of kBatchLanes) elements: kBatchLanes partial sums,
-// then a fixed pairwise tree, so the order (and result) is the same on every executor.
-template <class T>
-FS_HD FS_INLINE T dot_padded(const T* a, const T* b, int ld) {
+// sum_n term(n) over ld (a multiple of kBatchLanes) columns: kBatchLanes partial sums, then a
+// fixed pairwise tree, so the order (and result) is the same on every executor.
+template <class T, class Term>
+FS_HD FS_INLINE T padded_sum(int ld, Term term) {
   T acc[kBatchLanes];
   FS_SIMD
-  for (int q = 0; q < kBatchLanes; ++q) acc[q] = a[q] * b[q];
+  for (int q = 0; q < kBatchLanes; ++q) acc[q] = term(q);
   for (int n0 = kBatchLanes; n0 < ld; n0 += kBatchLanes) {
     FS_SIMD
-    for (int q = 0; q < kBatchLanes; ++q) acc[q] += a[n0 + q] * b[n0 + q];
-  }
-  return tree_sum_lanes(acc);
-}
-
-template <class T>
-FS_HD FS_INLINE T sum_padded(const T* a, int ld) {
-  T acc[kBatchLanes];
-  FS_SIMD
-  for (int q = 0; q < kBatchLanes; ++q) acc[q] = a[q];
-  for (int n0 = kBatchLanes; n0 < ld; n0 += kBatchLanes) {
-    FS_SIMD
-    for (int q = 0; q < kBatchLanes; ++q) acc[q] += a[n0 + q];
+    for (int q = 0; q < kBatchLanes; ++q) acc[q] += term(n0 + q);
   }
   return tree_sum_lanes(acc);
 }
@@ -80,8 +68,15 @@ template <class Block, class T>
 FS_HD void dense_backward_params(const Block& blk, const T* x, const T* dy, T* dW, T* db,
                                  int n_in, int n_out, int ld) {
   blk.reduce_map_2d(n_in, n_out,
-                    [=](int i, int j) { dW[i * n_out + j] = dot_padded(x + i * ld, dy + j * ld, ld); });
-  blk.reduce_map_1d(n_out, [=](int j) { db[j] = sum_padded(dy + j * ld, ld); });
+                    [=](int i, int j) {
+                      const T* xi = x + i * ld;
+                      const T* dyj = dy + j * ld;
+                      dW[i * n_out + j] = padded_sum<T>(ld, [=](int n) { return xi[n] * dyj[n]; });
+                    });
+  blk.reduce_map_1d(n_out, [=](int j) {
+    const T* dyj = dy + j * ld;
+    db[j] = padded_sum<T>(ld, [=](int n) { return dyj[n]; });
+  });
 }
 
 }  // namespace fs

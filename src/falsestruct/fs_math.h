@@ -17,6 +17,26 @@ FS_HD FS_INLINE double fs_sqrt(double x) { return sqrt(x); }
 FS_HD FS_INLINE float fs_abs(float x) { return fabsf(x); }
 FS_HD FS_INLINE double fs_abs(double x) { return fabs(x); }
 
+// 2^e as a float built in the exponent bits (e a normal exponent).
+FS_HD FS_INLINE double pow2_bits(double e) {
+  const int64_t bits = (static_cast<int64_t>(e) + 1023) << 52;
+  double v;
+  memcpy(&v, &bits, sizeof(v));
+  return v;
+}
+FS_HD FS_INLINE float pow2_bits(float e) {
+  const int32_t bits = (static_cast<int32_t>(e) + 127) << 23;
+  float v;
+  memcpy(&v, &bits, sizeof(v));
+  return v;
+}
+// p * 2^n as two factors 2^(n/2), so that n may exceed the normal exponent range by ~2x.
+template <class T>
+FS_HD FS_INLINE T times_pow2(T p, T n) {
+  const T n1 = floor(n * T(0.5));
+  return (p * pow2_bits(n1)) * pow2_bits(n - n1);
+}
+
 // exp(x) written in plain arithmetic so that SIMD loops vectorise it (libm's exp is a scalar
 // call without -ffast-math) and the GPU runs the same formula: x = n ln2 + r with |r| <= ln2/2
 // (Cody-Waite split of ln2), exp(r) by its Taylor polynomial (degree 13 for double, 7 for
@@ -41,13 +61,7 @@ FS_HD FS_INLINE double exp_poly(double x) {
   p = p * r + 0.5;
   p = p * r + 1.0;
   p = p * r + 1.0;
-  const double n1 = floor(n * 0.5), n2 = n - n1;
-  const int64_t bits1 = (static_cast<int64_t>(n1) + 1023) << 52;
-  const int64_t bits2 = (static_cast<int64_t>(n2) + 1023) << 52;
-  double s1, s2;
-  memcpy(&s1, &bits1, sizeof(s1));
-  memcpy(&s2, &bits2, sizeof(s2));
-  const double y = (p * s1) * s2;
+  const double y = times_pow2(p, n);
   return x != x ? x : (x > 709.79 ? INFINITY : (x < -745.2 ? 0.0 : y));
 }
 
@@ -63,13 +77,7 @@ FS_HD FS_INLINE float exp_poly(float x) {
   p = p * r + 0.5f;
   p = p * r + 1.0f;
   p = p * r + 1.0f;
-  const float n1 = floorf(n * 0.5f), n2 = n - n1;
-  const int32_t bits1 = (static_cast<int32_t>(n1) + 127) << 23;
-  const int32_t bits2 = (static_cast<int32_t>(n2) + 127) << 23;
-  float s1, s2;
-  memcpy(&s1, &bits1, sizeof(s1));
-  memcpy(&s2, &bits2, sizeof(s2));
-  const float y = (p * s1) * s2;
+  const float y = times_pow2(p, n);
   return x != x ? x : (x > 88.722f ? INFINITY : (x < -103.3f ? 0.0f : y));
 }
 
