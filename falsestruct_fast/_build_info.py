@@ -1,3 +1,3 @@
-source_hash = "0277245d53dd249e41aa61543e23d2e8009e1e2e44a17fe2d7cf264b94e47457"
+source_hash = "7d9c2c5add1db2fbb89b1157639da0526e408c2c8d4f63f0587550d719411b50"
 cuda_built = True
 native_arch = True

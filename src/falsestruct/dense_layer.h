@@ -1,82 +1,135 @@
 // Dense layer forward and backward, written once for every executor.
 //
-// Activations are stored feature-major: a[i * ld + n] is feature i of batch column n. Then
-// every elementwise phase runs its lanes over the batch (contiguous on the CPU, coalesced on
-// the GPU) whatever the layer width, and the weight gradient is a contiguous dot product.
-// The row stride ld is B rounded up to kBatchLanes; columns n in [B, ld) are kept at exactly
-// zero, so phases run over whole SIMD vectors and dot products include only zero padding.
+// Activations are stored sample-major, exactly like the data: a[n * width + j] is unit j of
+// batch row n (no padding). Each product is arranged so that its lanes run over a *wide*
+// unit axis with unit stride and the summation index is hoisted outside (a broadcast times a
+// contiguous vector, no horizontal reductions):
+//   forward         y[n][:]  += x[n][i] * W[i][:]      (lanes over output units)
+//   weight grad     dW[i][:] += x[n][i] * dy[n][:]     (lanes over output units)
+// When the output side is narrow (e.g. the single logit of a binary classifier) lanes over
+// output units would be mostly idle, so the same products run with lanes over input units:
+//   forward         y[n][j] = dot(x[n][:], W[:][j])     (one lane dot per row)
+//   input grad      dx[n][:] += dy[n][j] * W[:][j]
+//   weight grad     dW[:][j] += dy[n][j] * x[n][:]
+// The choice depends only on the shape, so every executor computes the same sums in the same
+// order and agrees with the others bit for bit.
 #pragma once
 #include "config.h"
 
 namespace fs {
 
-constexpr int kBatchLanes = 16;
-FS_HD FS_INLINE int padded_batch(int B) { return (B + kBatchLanes - 1) / kBatchLanes * kBatchLanes; }
+// Layers with fewer output units than this run their products with lanes over input units.
+constexpr int kNarrowOutputs = 8;
+FS_HD FS_INLINE bool narrow_outputs(int n_out) { return n_out < kNarrowOutputs; }
 
-// y[j][n] = act(b[j] + sum_i W[i][j] * x[i][n]);  W is (n_in, n_out) row-major (Keras).
-template <class Block, class T>
-FS_HD void dense_forward(const Block& blk, const T* W, const T* b, const T* x, T* y,
-                         int n_in, int n_out, int B, int ld, bool relu) {
-  blk.map_2d_sum(
-      n_out, ld, n_in, [=](int j, int) { return b[j]; },
-      [=](int j, int n, int i) { return W[i * n_out + j] * x[i * ld + n]; },
-      [=](int j, int n, T s) {
-        // NaN passes through the ReLU (s < 0 is false), so divergence stays visible.
-        y[j * ld + n] = n >= B ? T(0) : (relu && s < T(0)) ? T(0) : s;
-      });
+// A width known at compile time. Narrow layers index W[i * n_out + j] with lanes over i; with a
+// runtime n_out that is a strided gather, with n_out = Width<1> a contiguous load.
+template <int N>
+struct Width {
+  FS_HD constexpr operator int() const { return N; }
+};
+
+// Calls body(n_out) with n_out as Width<1> when it is 1 (one logit: the common case), else as
+// an int.
+template <class Body>
+FS_HD FS_INLINE void with_narrow_width(int n_out, Body&& body) {
+  if (n_out == 1) body(Width<1>{});
+  else body(n_out);
 }
 
-// dx[i][n] = sum_j W[i][j] * dy[j][n], times relu'(x) when the input x is a ReLU output
-// (x > 0 exactly where the pre-activation was > 0).
-template <class Block, class T>
-FS_HD void dense_backward_input(const Block& blk, const T* W, const T* x, const T* dy, T* dx,
-                                int n_in, int n_out, int ld, bool relu_input) {
-  // Padding columns stay zero: dy is zero there.
-  blk.map_2d_sum(
-      n_in, ld, n_out, [](int, int) { return T(0); },
-      [=](int i, int n, int j) { return W[i * n_out + j] * dy[j * ld + n]; },
-      [=](int i, int n, T s) { dx[i * ld + n] = (!relu_input || x[i * ld + n] > T(0)) ? s : T(0); });
-}
+// Partial sums of a lane dot product: a fixed count, so the summation order does not depend
+// on the executor.
+constexpr int kDotLanes = 16;
 
-// Pairwise tree over the kBatchLanes partial sums (fixed order on every executor).
-template <class T>
-FS_HD FS_INLINE T tree_sum_lanes(T* acc) {
-  static_assert(kBatchLanes == 16, "tree below is written for 16 lanes");
+// sum_{k < len} term(k): kDotLanes interleaved partial sums over the whole chunks, a fixed
+// pairwise tree over them, then the remaining len % kDotLanes terms in order. Vectorises on
+// the host (the partial sums stay in registers); one CUDA thread runs it sequentially.
+template <class T, class Term>
+FS_HD FS_INLINE T lane_dot(int len, Term term) {
+  static_assert(kDotLanes == 16, "the tree below is written for 16 lanes");
+  T acc[kDotLanes];
+  FS_SIMD
+  for (int q = 0; q < kDotLanes; ++q) acc[q] = T(0);
+  int k0 = 0;
+  for (; k0 + kDotLanes <= len; k0 += kDotLanes) {
+    FS_SIMD
+    for (int q = 0; q < kDotLanes; ++q) acc[q] += term(k0 + q);
+  }
   FS_SIMD
   for (int q = 0; q < 8; ++q) acc[q] += acc[q + 8];
   FS_SIMD
   for (int q = 0; q < 4; ++q) acc[q] += acc[q + 4];
-  return (acc[0] + acc[2]) + (acc[1] + acc[3]);
+  T sum = (acc[0] + acc[2]) + (acc[1] + acc[3]);
+  for (int k = k0; k < len; ++k) sum += term(k);
+  return sum;
 }
 
-// sum_n term(n) over ld (a multiple of kBatchLanes) columns: kBatchLanes partial sums, then a
-// fixed pairwise tree, so the order (and result) is the same on every executor.
-template <class T, class Term>
-FS_HD FS_INLINE T padded_sum(int ld, Term term) {
-  T acc[kBatchLanes];
-  FS_SIMD
-  for (int q = 0; q < kBatchLanes; ++q) acc[q] = term(q);
-  for (int n0 = kBatchLanes; n0 < ld; n0 += kBatchLanes) {
-    FS_SIMD
-    for (int q = 0; q < kBatchLanes; ++q) acc[q] += term(n0 + q);
+// y[n][j] = act(b[j] + sum_i x[n][i] * W[i][j]);  W is (n_in, n_out) row-major (Keras).
+template <class Block, class T>
+FS_HD void dense_forward(const Block& blk, const T* W, const T* b, const T* x, T* y, int n_in,
+                         int n_out, int B, bool relu) {
+  // NaN passes through the ReLU (s < 0 is false), so divergence stays visible.
+  if (narrow_outputs(n_out)) {
+    with_narrow_width(n_out, [&](auto n_out) {
+      blk.reduce_map_2d(B, n_out, [=](int n, int j) {
+        const T* xn = x + (int64_t)n * n_in;
+        const T s = b[j] + lane_dot<T>(n_in, [=](int i) { return xn[i] * W[i * n_out + j]; });
+        y[(int64_t)n * n_out + j] = (relu && s < T(0)) ? T(0) : s;
+      });
+    });
+  } else {
+    blk.map_2d_sum(
+        B, n_out, n_in, [=](int, int j) { return b[j]; },
+        [=](int n, int j, int i) { return x[(int64_t)n * n_in + i] * W[i * n_out + j]; },
+        [=](int n, int j, T s) { y[(int64_t)n * n_out + j] = (relu && s < T(0)) ? T(0) : s; });
   }
-  return tree_sum_lanes(acc);
 }
 
-// dW[i][j] = sum_n x[i][n] * dy[j][n];  db[j] = sum_n dy[j][n]  (zero padding included).
+// dx[n][i] = sum_j dy[n][j] * W[i][j], times relu'(x) when the input x is a ReLU output
+// (x > 0 exactly where the pre-activation was > 0).
+template <class Block, class T>
+FS_HD void dense_backward_input(const Block& blk, const T* W, const T* x, const T* dy, T* dx,
+                                int n_in, int n_out, int B, bool relu_input) {
+  auto store = [=](int n, int i, T s) {
+    const int64_t e = (int64_t)n * n_in + i;
+    dx[e] = (!relu_input || x[e] > T(0)) ? s : T(0);
+  };
+  if (narrow_outputs(n_out)) {
+    with_narrow_width(n_out, [&](auto n_out) {
+      blk.map_2d_sum(
+          B, n_in, n_out, [](int, int) { return T(0); },
+          [=](int n, int i, int j) { return dy[(int64_t)n * n_out + j] * W[i * n_out + j]; }, store);
+    });
+  } else {
+    blk.reduce_map_2d(B, n_in, [=](int n, int i) {
+      const T* dyn = dy + (int64_t)n * n_out;
+      const T* Wi = W + (int64_t)i * n_out;
+      store(n, i, lane_dot<T>(n_out, [=](int j) { return dyn[j] * Wi[j]; }));
+    });
+  }
+}
+
+// dW[i][j] = sum_n x[n][i] * dy[n][j];  db[j] = sum_n dy[n][j]  (sums over n in order).
 template <class Block, class T>
 FS_HD void dense_backward_params(const Block& blk, const T* x, const T* dy, T* dW, T* db,
-                                 int n_in, int n_out, int ld) {
-  blk.reduce_map_2d(n_in, n_out,
-                    [=](int i, int j) {
-                      const T* xi = x + i * ld;
-                      const T* dyj = dy + j * ld;
-                      dW[i * n_out + j] = padded_sum<T>(ld, [=](int n) { return xi[n] * dyj[n]; });
-                    });
-  blk.reduce_map_1d(n_out, [=](int j) {
-    const T* dyj = dy + j * ld;
-    db[j] = padded_sum<T>(ld, [=](int n) { return dyj[n]; });
-  });
+                                 int n_in, int n_out, int B) {
+  auto zero = [](int, int) { return T(0); };
+  if (narrow_outputs(n_out)) {
+    with_narrow_width(n_out, [&](auto n_out) {
+      blk.map_2d_sum(
+          n_out, n_in, B, zero,
+          [=](int j, int i, int n) { return dy[(int64_t)n * n_out + j] * x[(int64_t)n * n_in + i]; },
+          [=](int j, int i, T s) { dW[i * n_out + j] = s; });
+    });
+  } else {
+    blk.map_2d_sum(
+        n_in, n_out, B, zero,
+        [=](int i, int j, int n) { return x[(int64_t)n * n_in + i] * dy[(int64_t)n * n_out + j]; },
+        [=](int i, int j, T s) { dW[i * n_out + j] = s; });
+  }
+  blk.map_2d_sum(
+      1, n_out, B, zero, [=](int, int j, int n) { return dy[(int64_t)n * n_out + j]; },
+      [=](int, int j, T s) { db[j] = s; });
 }
 
 }  // namespace fs

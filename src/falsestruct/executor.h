@@ -59,16 +59,18 @@ struct HostBlock {
   }
   // Sum phase (see sum_element), e.g. a matrix product: the loop over k is hoisted outside
   // the SIMD loop over columns, and the accumulators of a block of columns stay in registers,
-  // so each k is one broadcast-multiply-add per vector. Columns come in whole multiples of 16
-  // (the kernels pad their batch to kBatchLanes); blocks of 64 give four independent FMA
-  // chains, which hides the FMA latency when len is long.
+  // so each k is one broadcast-multiply-add per vector. Blocks of 64 columns give four
+  // independent FMA chains (hiding the FMA latency when len is long); narrower blocks and
+  // single columns take the rest, so any column count works without padding.
   template <class Init, class Term, class Finish>
   FS_INLINE void map_2d_sum(int rows, int cols, int len, Init&& init, Term&& term,
                             Finish&& finish) const {
     for (int r = 0; r < rows; ++r) {
       int c0 = 0;
       for (; c0 + 64 <= cols; c0 += 64) sum_block<64>(r, c0, len, init, term, finish);
-      for (; c0 < cols; c0 += 16) sum_block<16>(r, c0, len, init, term, finish);
+      for (; c0 + 16 <= cols; c0 += 16) sum_block<16>(r, c0, len, init, term, finish);
+      for (; c0 + 8 <= cols; c0 += 8) sum_block<8>(r, c0, len, init, term, finish);
+      for (; c0 < cols; ++c0) sum_block<1>(r, c0, len, init, term, finish);
     }
   }
   template <int W, class Init, class Term, class Finish>
@@ -85,7 +87,7 @@ struct HostBlock {
     for (int c = 0; c < W; ++c) finish(r, c0 + c, acc[c]);
   }
   // Phase whose elements each reduce a long contiguous vector: the body vectorises its own
-  // reduction (FS_SIMD_SUM), so the element loops stay scalar.
+  // reduction (lane_dot), so the element loops stay scalar.
   template <class F>
   FS_INLINE void reduce_map_1d(int n, F&& f) const {
     for (int i = 0; i < n; ++i) f(i);

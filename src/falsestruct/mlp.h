@@ -12,74 +12,71 @@ namespace fs {
 
 enum class ShuffleMode : int { None = 0, Samples = 1, Batches = 2 };
 
-// Per-network scratch for a batch of up to B columns with row stride ld = padded_batch(B)
-// (carved out of one buffer by the executor).
+// Per-network scratch for a batch of up to B rows (carved out of one buffer by the executor).
+// Every batch array is sample-major: row n of the batch, then the units of that row.
 template <class T>
 struct MlpWorkspace {
-  T* acts;      // sum_width * ld: activations of every layer, acts[act_row(l) * ld ...]
-  T* delta_a;   // max_width * ld: gradient w.r.t. a layer's output (ping)
-  T* delta_b;   // max_width * ld: (pong)
-  T* targets;   // n_logits * ld
-  T* terms;     // 2 * ld: per-sample loss and correctness
+  T* acts;      // B * sum_width: activations of every layer, layer l at acts + act_row(l) * B
+  T* delta_a;   // B * max_width: gradient w.r.t. a layer's output (ping)
+  T* delta_b;   // B * max_width: (pong)
+  T* targets;   // B * n_logits
+  T* terms;     // 2 * B: per-sample loss and correctness
   T* grad;      // n_params
-  int* rows;    // ld: data rows of the current batch
+  int* rows;    // B: data rows of the current batch
   int* order;   // max(N, n_batches): per-epoch permutation
 
   FS_HD static int64_t scalars(const MlpShape& s, int B) {
-    const int64_t ld = padded_batch(B);
-    return (s.sum_width + 2LL * s.max_width + s.n_logits() + 2) * ld + s.n_params;
+    return (s.sum_width + 2LL * s.max_width + s.n_logits() + 2) * B + s.n_params;
   }
-  FS_HD static int64_t ints(int B, int N) { return (int64_t)padded_batch(B) + (N > B ? N : B); }
+  FS_HD static int64_t ints(int B, int N) { return (int64_t)B + (N > B ? N : B); }
   FS_HD static MlpWorkspace carve(const MlpShape& s, int B, T* scalar_buf, int* int_buf) {
-    const int64_t ld = padded_batch(B);
     MlpWorkspace w;
     w.acts = scalar_buf;
-    w.delta_a = w.acts + s.sum_width * ld;
-    w.delta_b = w.delta_a + s.max_width * ld;
-    w.targets = w.delta_b + s.max_width * ld;
-    w.terms = w.targets + s.n_logits() * ld;
-    w.grad = w.terms + 2 * ld;
+    w.delta_a = w.acts + (int64_t)s.sum_width * B;
+    w.delta_b = w.delta_a + (int64_t)s.max_width * B;
+    w.targets = w.delta_b + (int64_t)s.max_width * B;
+    w.terms = w.targets + (int64_t)s.n_logits() * B;
+    w.grad = w.terms + 2 * B;
     w.rows = int_buf;
-    w.order = int_buf + ld;
+    w.order = int_buf + B;
     return w;
   }
 };
 
-// Copies data rows `rows[0..B)` of X (N, d) and Y (N, t) into feature-major batch buffers
-// with row stride ld, zero in the padding columns.
+// Copies data rows `rows[0..B)` of X (N, d) and Y (N, t) into the batch buffers xb (B, d)
+// and yb (B, t).
 template <class Block, class T>
 FS_HD void gather_batch(const Block& blk, const T* X, const T* Y, const int* rows, T* xb, T* yb,
-                        int d, int t, int B, int ld) {
-  blk.map_2d(d, ld, [=](int k, int n) { xb[k * ld + n] = n < B ? X[(int64_t)rows[n] * d + k] : T(0); });
-  if (Y)
-    blk.map_2d(t, ld, [=](int k, int n) { yb[k * ld + n] = n < B ? Y[(int64_t)rows[n] * t + k] : T(0); });
+                        int d, int t, int B) {
+  blk.map_2d(B, d, [=](int n, int k) { xb[(int64_t)n * d + k] = X[(int64_t)rows[n] * d + k]; });
+  if (Y) blk.map_2d(B, t, [=](int n, int k) { yb[(int64_t)n * t + k] = Y[(int64_t)rows[n] * t + k]; });
 }
 
-// Forward through all layers; the input batch must already be in acts[0 .. width[0] * ld).
+// Forward through all layers; the input batch (B, width[0]) must already be at acts.
 template <class Block, class T>
-FS_HD void mlp_forward(const Block& blk, const MlpShape& s, const T* theta, T* acts, int B, int ld) {
+FS_HD void mlp_forward(const Block& blk, const MlpShape& s, const T* theta, T* acts, int B) {
   for (int l = 0; l < s.n_layers; ++l) {
-    const T* x = acts + (int64_t)s.act_row(l) * ld;
-    T* y = acts + (int64_t)s.act_row(l + 1) * ld;
+    const T* x = acts + (int64_t)s.act_row(l) * B;
+    T* y = acts + (int64_t)s.act_row(l + 1) * B;
     dense_forward(blk, theta + s.w_offset[l], theta + s.b_offset[l], x, y, s.n_in(l), s.n_out(l),
-                  B, ld, l + 1 < s.n_layers);
+                  B, l + 1 < s.n_layers);
   }
 }
 
-// Backward from the logit gradient in ws.delta_a; writes all parameter gradients to ws.grad.
-// With want_input_grad, also the gradient w.r.t. the input batch (feature-major, d * ld); the
+// Backward from the logit gradient in ws.delta_a (B, K); writes all parameter gradients to
+// ws.grad. With want_input_grad, also the gradient w.r.t. the input batch (B, d); the
 // returned pointer is the delta buffer that holds it (nullptr otherwise).
 template <class Block, class T>
 FS_HD T* mlp_backward(const Block& blk, const MlpShape& s, const T* theta,
-                      const MlpWorkspace<T>& ws, int ld, bool want_input_grad) {
+                      const MlpWorkspace<T>& ws, int B, bool want_input_grad) {
   T* dy = ws.delta_a;
   T* dx = ws.delta_b;
   for (int l = s.n_layers - 1; l >= 0; --l) {
-    const T* x = ws.acts + (int64_t)s.act_row(l) * ld;
+    const T* x = ws.acts + (int64_t)s.act_row(l) * B;
     if (l > 0 || want_input_grad)
-      dense_backward_input(blk, theta + s.w_offset[l], x, dy, dx, s.n_in(l), s.n_out(l), ld, l > 0);
+      dense_backward_input(blk, theta + s.w_offset[l], x, dy, dx, s.n_in(l), s.n_out(l), B, l > 0);
     dense_backward_params(blk, x, dy, ws.grad + s.w_offset[l], ws.grad + s.b_offset[l], s.n_in(l),
-                          s.n_out(l), ld);
+                          s.n_out(l), B);
     T* tmp = dy;
     dy = dx;
     dx = tmp;
@@ -119,7 +116,7 @@ template <class Block, class T, class EpochHook>
 FS_HD void mlp_train_network(const Block& blk, const MlpTrainArgs<T>& a, int net,
                              const MlpWorkspace<T>& ws, EpochHook on_epoch) {
   const MlpShape& s = a.shape;
-  const int B = a.B, ld = padded_batch(B), N = a.N, d = s.width[0], K = s.n_logits();
+  const int B = a.B, N = a.N, d = s.width[0], K = s.n_logits();
   const int t_per = targets_per_sample(a.loss, K);
   const int n_batches = N / B;
   const uint64_t seed = a.seeds[net];
@@ -128,7 +125,7 @@ FS_HD void mlp_train_network(const Block& blk, const MlpTrainArgs<T>& a, int net
   T* theta = a.theta + s.n_params * net;
   T* m = a.adam_m + s.n_params * net;
   T* v = a.adam_v + s.n_params * net;
-  const T* logits = ws.acts + (int64_t)s.act_row(s.n_layers) * ld;
+  const T* logits = ws.acts + (int64_t)s.act_row(s.n_layers) * B;
   int64_t t = a.step0;
   const ShuffleMode mode = a.shuffle;
   int* order = ws.order;
@@ -153,19 +150,19 @@ FS_HD void mlp_train_network(const Block& blk, const MlpTrainArgs<T>& a, int net
                   : mode == ShuffleMode::Batches ? order[step] * B + n
                                                  : k;
       });
-      gather_batch(blk, X, Y, rows, ws.acts, ws.targets, d, t_per, B, ld);
-      mlp_forward(blk, s, theta, ws.acts, B, ld);
-      loss_grad(blk, a.loss, logits, ws.targets, ws.delta_a, K, B, ld);
+      gather_batch(blk, X, Y, rows, ws.acts, ws.targets, d, t_per, B);
+      mlp_forward(blk, s, theta, ws.acts, B);
+      loss_grad(blk, a.loss, logits, ws.targets, ws.delta_a, K, B);
       if (record) {
-        loss_terms(blk, a.loss, logits, ws.targets, ws.terms, ws.terms + ld, K, B, ld);
+        loss_terms(blk, a.loss, logits, ws.targets, ws.terms, ws.terms + B, K, B);
         blk.single([&] {
           for (int n = 0; n < B; ++n) {
             loss_sum += ws.terms[n];
-            correct_sum += ws.terms[ld + n];
+            correct_sum += ws.terms[B + n];
           }
         });
       }
-      mlp_backward(blk, s, theta, ws, ld, false);
+      mlp_backward(blk, s, theta, ws, B, false);
       ++t;
       adam_update(blk, a.adam, t, ws.grad, theta, m, v, s.n_params);
     }
@@ -185,12 +182,11 @@ FS_HD void mlp_train_network(const Block& blk, const MlpTrainArgs<T>& a, int net
 template <class Block, class T>
 FS_HD void mlp_forward_rows(const Block& blk, const MlpShape& s, const T* theta, const T* X,
                             int row0, int B, T* out, const MlpWorkspace<T>& ws) {
-  const int d = s.width[0], K = s.n_logits(), ld = padded_batch(B);
-  blk.map_1d(B, [=](int n) { ws.rows[n] = row0 + n; });
-  gather_batch(blk, X, static_cast<const T*>(nullptr), ws.rows, ws.acts, ws.targets, d, 0, B, ld);
-  mlp_forward(blk, s, theta, ws.acts, B, ld);
-  const T* z = ws.acts + (int64_t)s.act_row(s.n_layers) * ld;
-  blk.map_2d(B, K, [=](int n, int j) { out[(int64_t)n * K + j] = z[j * ld + n]; });
+  const int d = s.width[0], K = s.n_logits();
+  blk.map_1d(B * d, [=](int e) { ws.acts[e] = X[(int64_t)row0 * d + e]; });
+  mlp_forward(blk, s, theta, ws.acts, B);
+  const T* z = ws.acts + (int64_t)s.act_row(s.n_layers) * B;
+  blk.map_1d(B * K, [=](int e) { out[e] = z[e]; });
 }
 
 // Mean loss over all N rows, its gradient w.r.t. theta (written to grad_out[P]) and, if
@@ -200,22 +196,21 @@ FS_HD void mlp_loss_and_grad(const Block& blk, const MlpShape& s, LossKind loss,
                              const T* X, const T* Y, int N, const MlpWorkspace<T>& ws,
                              T* loss_out, T* grad_out, T* input_grad_out) {
   const int d = s.width[0], K = s.n_logits();
-  const int B = N, ld = padded_batch(N);
+  const int B = N;
   blk.map_1d(B, [=](int n) { ws.rows[n] = n; });
-  gather_batch(blk, X, Y, ws.rows, ws.acts, ws.targets, d, targets_per_sample(loss, K), B, ld);
-  mlp_forward(blk, s, theta, ws.acts, B, ld);
-  const T* z = ws.acts + (int64_t)s.act_row(s.n_layers) * ld;
-  loss_grad(blk, loss, z, ws.targets, ws.delta_a, K, B, ld);
-  loss_terms(blk, loss, z, ws.targets, ws.terms, ws.terms + ld, K, B, ld);
+  gather_batch(blk, X, Y, ws.rows, ws.acts, ws.targets, d, targets_per_sample(loss, K), B);
+  mlp_forward(blk, s, theta, ws.acts, B);
+  const T* z = ws.acts + (int64_t)s.act_row(s.n_layers) * B;
+  loss_grad(blk, loss, z, ws.targets, ws.delta_a, K, B);
+  loss_terms(blk, loss, z, ws.targets, ws.terms, ws.terms + B, K, B);
   blk.single([=] {
     double acc = 0.0;
     for (int n = 0; n < B; ++n) acc += ws.terms[n];
     *loss_out = static_cast<T>(acc / B);
   });
-  const T* dx = mlp_backward(blk, s, theta, ws, ld, input_grad_out != nullptr);
+  const T* dx = mlp_backward(blk, s, theta, ws, B, input_grad_out != nullptr);
   blk.map_1d(static_cast<int>(s.n_params), [=](int p) { grad_out[p] = ws.grad[p]; });
-  if (input_grad_out)
-    blk.map_2d(N, d, [=](int n, int k) { input_grad_out[(int64_t)n * d + k] = dx[k * ld + n]; });
+  if (input_grad_out) blk.map_1d(N * d, [=](int e) { input_grad_out[e] = dx[e]; });
 }
 
 }  // namespace fs

@@ -23,7 +23,7 @@ struct MlpShape {
   FS_HD int n_in(int l) const { return width[l]; }
   FS_HD int n_out(int l) const { return width[l + 1]; }
   FS_HD int n_logits() const { return width[n_layers]; }
-  // Offset (in units of batch columns) of layer l's activations in the activation buffer.
+  // Units in the layers before l: layer l's activations start at acts + act_row(l) * B.
   FS_HD int act_row(int l) const {
     int r = 0;
     for (int k = 0; k < l; ++k) r += width[k];
