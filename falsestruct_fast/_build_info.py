@@ -1,3 +1,3 @@
-source_hash = "7d9c2c5add1db2fbb89b1157639da0526e408c2c8d4f63f0587550d719411b50"
+source_hash = "55f25fe80c3dbae61696ca9b6557f1e02830d752470accea7f44f3b017cb70ab"
 cuda_built = True
 native_arch = True

@@ -23,7 +23,8 @@ template <class T>
 __global__ void mlp_train_kernel(MlpTrainArgs<T> args, T* scalars, int* ints,
                                  int64_t scalars_per_net, int64_t ints_per_net) {
   const int net = blockIdx.x;
-  const auto ws = MlpWorkspace<T>::carve(args.shape, args.B, scalars + scalars_per_net * net,
+  const int n_perm = args.N > args.N / args.B ? args.N : args.N / args.B;
+  const auto ws = MlpWorkspace<T>::carve(args.shape, args.B, n_perm, scalars + scalars_per_net * net,
                                          ints + ints_per_net * net);
   mlp_train_network(CudaBlock{}, args, net, ws, AlwaysContinue{});
 }
@@ -36,7 +37,7 @@ __global__ void mlp_forward_kernel(MlpShape s, const T* theta, const T* X, int64
   const int K = s.n_logits();
   for (int row0 = 0; row0 < N; row0 += tile) {
     const int B = N - row0 < tile ? N - row0 : tile;
-    const auto ws = MlpWorkspace<T>::carve(s, B, scalars + scalars_per_net * net,
+    const auto ws = MlpWorkspace<T>::carve(s, B, B, scalars + scalars_per_net * net,
                                            ints + ints_per_net * net);
     mlp_forward_rows(CudaBlock{}, s, theta + s.n_params * net, X + x_net_stride * net, row0, B,
                      out + ((int64_t)net * N + row0) * K, ws);

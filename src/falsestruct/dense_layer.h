@@ -41,9 +41,9 @@ FS_HD FS_INLINE void with_narrow_width(int n_out, Body&& body) {
 // on the executor.
 constexpr int kDotLanes = 16;
 
-// sum_{k < len} term(k): kDotLanes interleaved partial sums over the whole chunks, a fixed
-// pairwise tree over them, then the remaining len % kDotLanes terms in order. Vectorises on
-// the host (the partial sums stay in registers); one CUDA thread runs it sequentially.
+// sum_{k < len} term(k): kDotLanes interleaved partial sums over the whole chunks (and a half
+// chunk of 8 into the first 8), a fixed pairwise tree over them, then the remaining < 8 terms
+// in order. Vectorises on the host; one CUDA thread runs it sequentially.
 template <class T, class Term>
 FS_HD FS_INLINE T lane_dot(int len, Term term) {
   static_assert(kDotLanes == 16, "the tree below is written for 16 lanes");
@@ -54,6 +54,11 @@ FS_HD FS_INLINE T lane_dot(int len, Term term) {
   for (; k0 + kDotLanes <= len; k0 += kDotLanes) {
     FS_SIMD
     for (int q = 0; q < kDotLanes; ++q) acc[q] += term(k0 + q);
+  }
+  if (k0 + 8 <= len) {
+    FS_SIMD
+    for (int q = 0; q < 8; ++q) acc[q] += term(k0 + q);
+    k0 += 8;
   }
   FS_SIMD
   for (int q = 0; q < 8; ++q) acc[q] += acc[q + 8];

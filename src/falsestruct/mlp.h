@@ -12,7 +12,8 @@ namespace fs {
 
 enum class ShuffleMode : int { None = 0, Samples = 1, Batches = 2 };
 
-// Per-network scratch for a batch of up to B rows (carved out of one buffer by the executor).
+// Per-network scratch for a batch of up to B rows and a permutation of up to N items (carved
+// out of one buffer by the executor).
 // Every batch array is sample-major: row n of the batch, then the units of that row.
 template <class T>
 struct MlpWorkspace {
@@ -24,12 +25,13 @@ struct MlpWorkspace {
   T* grad;      // n_params
   int* rows;    // B: data rows of the current batch
   int* order;   // max(N, n_batches): per-epoch permutation
+  int* draws;   // max(N, n_batches): its random swap partners
 
   FS_HD static int64_t scalars(const MlpShape& s, int B) {
     return (s.sum_width + 2LL * s.max_width + s.n_logits() + 2) * B + s.n_params;
   }
-  FS_HD static int64_t ints(int B, int N) { return (int64_t)B + (N > B ? N : B); }
-  FS_HD static MlpWorkspace carve(const MlpShape& s, int B, T* scalar_buf, int* int_buf) {
+  FS_HD static int64_t ints(int B, int N) { return (int64_t)B + 2LL * (N > B ? N : B); }
+  FS_HD static MlpWorkspace carve(const MlpShape& s, int B, int N, T* scalar_buf, int* int_buf) {
     MlpWorkspace w;
     w.acts = scalar_buf;
     w.delta_a = w.acts + (int64_t)s.sum_width * B;
@@ -39,6 +41,7 @@ struct MlpWorkspace {
     w.grad = w.terms + 2 * B;
     w.rows = int_buf;
     w.order = int_buf + B;
+    w.draws = w.order + (N > B ? N : B);
     return w;
   }
 };
@@ -129,6 +132,7 @@ FS_HD void mlp_train_network(const Block& blk, const MlpTrainArgs<T>& a, int net
   int64_t t = a.step0;
   const ShuffleMode mode = a.shuffle;
   int* order = ws.order;
+  int* draws = ws.draws;
   int* rows = ws.rows;
 
   for (int epoch = 0; epoch < a.epochs; ++epoch) {
@@ -138,9 +142,9 @@ FS_HD void mlp_train_network(const Block& blk, const MlpTrainArgs<T>& a, int net
       // The epoch counter continues across calls (step0 / n_batches epochs already done), so
       // training in several calls gives the same batch order as one long call.
       const uint32_t global_epoch = static_cast<uint32_t>(a.step0 / n_batches + epoch);
-      blk.single([=] {
-        random_permutation(seed, global_epoch, mode == ShuffleMode::Samples ? N : n_batches, order);
-      });
+      const int n_perm = mode == ShuffleMode::Samples ? N : n_batches;
+      blk.map_1d(n_perm, [=](int i) { draws[i] = i > 0 ? shuffle_draw(seed, global_epoch, i) : 0; });
+      blk.single([=] { apply_shuffle_draws(n_perm, draws, order); });
     }
     double loss_sum = 0.0, correct_sum = 0.0;
     for (int step = 0; step < n_batches; ++step) {

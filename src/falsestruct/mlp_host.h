@@ -28,7 +28,7 @@ struct WorkerScratch {
   MlpWorkspace<T> get(int worker, const MlpShape& s, int B, int N) {
     scalars[worker].resize(MlpWorkspace<T>::scalars(s, B));
     ints[worker].resize(MlpWorkspace<T>::ints(B, N));
-    return MlpWorkspace<T>::carve(s, B, scalars[worker].data(), ints[worker].data());
+    return MlpWorkspace<T>::carve(s, B, N, scalars[worker].data(), ints[worker].data());
   }
 };
 

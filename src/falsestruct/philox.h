@@ -49,23 +49,27 @@ FS_HD FS_INLINE double uniform01(const U32x4& r) {
   return static_cast<double>(bits >> 11) * (1.0 / 9007199254740992.0);
 }
 
-// Integer in [0, n) from 64 random bits by multiply-shift (bias < n / 2^64).
+// Integer in [0, n) from 64 random bits b = hi * 2^32 + lo by multiply-shift, floor(b * n / 2^64)
+// (bias < n / 2^64). Computed exactly in 64-bit arithmetic: hi * n + (lo * n >> 32) < 2^64, and
+// the dropped fraction of lo * n / 2^32 cannot carry into the result. No 128-bit product, so
+// the host vectorises it.
 FS_HD FS_INLINE uint32_t uniform_below(const U32x4& r, uint32_t n) {
-  const uint64_t bits = (static_cast<uint64_t>(r.v[2]) << 32) | r.v[3];
-#if defined(__CUDA_ARCH__)
-  return static_cast<uint32_t>(__umul64hi(bits, static_cast<uint64_t>(n)));
-#else
-  return static_cast<uint32_t>((static_cast<unsigned __int128>(bits) * n) >> 64);
-#endif
+  const uint64_t hi = r.v[2], lo = r.v[3];
+  return static_cast<uint32_t>((hi * n + ((lo * n) >> 32)) >> 32);
 }
 
-// Fisher-Yates permutation of 0..n-1 for (seed, epoch): the draw for position i depends only
-// on (seed, stream, epoch, i).
-FS_HD inline void random_permutation(uint64_t seed, uint32_t epoch, int n, int* out) {
+// Fisher-Yates permutation of 0..n-1 for (seed, epoch): the swap partner of position i is
+// draw i, which depends only on (seed, stream, epoch, i), so all draws can be made at once.
+FS_HD FS_INLINE int shuffle_draw(uint64_t seed, uint32_t epoch, int i) {
+  const U32x4 r = philox4x32(seed, kStreamShuffle, epoch, static_cast<uint32_t>(i), 0u);
+  return static_cast<int>(uniform_below(r, static_cast<uint32_t>(i + 1)));
+}
+
+// out = the permutation given draws[i] = shuffle_draw(seed, epoch, i) for 0 < i < n.
+FS_HD FS_INLINE void apply_shuffle_draws(int n, const int* draws, int* out) {
   for (int i = 0; i < n; ++i) out[i] = i;
   for (int i = n - 1; i > 0; --i) {
-    const U32x4 r = philox4x32(seed, kStreamShuffle, epoch, static_cast<uint32_t>(i), 0u);
-    const int j = static_cast<int>(uniform_below(r, static_cast<uint32_t>(i + 1)));
+    const int j = draws[i];
     const int t = out[i];
     out[i] = out[j];
     out[j] = t;
