@@ -6,8 +6,8 @@
 #include <pybind11/stl.h>
 
 #include "array_checks.h"
-#include "falsestruct/mlp_cuda.h"
-#include "mlp_args.h"
+#include "falsestruct/network_cuda.h"
+#include "network_args.h"
 
 namespace py = pybind11;
 using namespace fs_py;
@@ -24,7 +24,7 @@ void raise_on_error(const std::string& err) {
 }
 
 template <class T>
-void train_impl(const fs::MlpShape& s, int loss_kind, int shuffle, py::tuple adam, py::array X,
+void train_impl(const fs::NetShape& s, int loss_kind, int shuffle, py::tuple adam, py::array X,
                 py::array Y, py::array theta, py::array m, py::array v, py::array seeds, int epochs,
                 int batch_size, int64_t step0, int record_every, py::array loss_hist,
                 py::array acc_hist) {
@@ -35,19 +35,19 @@ void train_impl(const fs::MlpShape& s, int loss_kind, int shuffle, py::tuple ada
   std::string err;
   {
     py::gil_scoped_release release;
-    err = fs::cuda::mlp_train(a, S, a.x_net_stride ? S : 1, a.y_net_stride ? S : 1);
+    err = fs::cuda::train(a, S, a.x_net_stride ? S : 1, a.y_net_stride ? S : 1);
   }
   raise_on_error(err);
 }
 
 template <class T>
-void forward_impl(const fs::MlpShape& s, py::array theta, py::array X, py::array out) {
+void forward_impl(const fs::NetShape& s, py::array theta, py::array X, py::array out) {
   const auto a = forward_args_from_python<T>(s, theta, X, out);
   require_device();
   std::string err;
   {
     py::gil_scoped_release release;
-    err = fs::cuda::mlp_forward(s, a.theta, a.S, a.X, a.x_net_stride, a.N, a.out);
+    err = fs::cuda::net_forward(s, a.theta, a.S, a.X, a.x_net_stride, a.N, a.out);
   }
   raise_on_error(err);
 }
@@ -59,11 +59,11 @@ PYBIND11_MODULE(_cuda, mod) {
   mod.def("device_count", &fs::cuda::device_count);
   mod.def("device_name", &fs::cuda::device_name, py::arg("device") = 0);
   mod.def(
-      "mlp_train",
-      [](const std::vector<int>& widths, int loss_kind, int shuffle, py::tuple adam, py::array X,
+      "net_train",
+      [](const std::vector<int>& spec, int loss_kind, int shuffle, py::tuple adam, py::array X,
          py::array Y, py::array theta, py::array m, py::array v, py::array seeds, int epochs,
          int batch_size, int64_t step0, int record_every, py::array loss_hist, py::array acc_hist) {
-        const auto s = shape_from(widths);
+        const auto s = shape_from(spec);
         if (is_float64(theta))
           train_impl<double>(s, loss_kind, shuffle, adam, X, Y, theta, m, v, seeds, epochs,
                              batch_size, step0, record_every, loss_hist, acc_hist);
@@ -71,9 +71,9 @@ PYBIND11_MODULE(_cuda, mod) {
           train_impl<float>(s, loss_kind, shuffle, adam, X, Y, theta, m, v, seeds, epochs,
                             batch_size, step0, record_every, loss_hist, acc_hist);
       },
-      "Same contract as _native.mlp_train (host arrays, copied to and from the GPU).");
-  mod.def("mlp_forward", [](const std::vector<int>& widths, py::array theta, py::array X, py::array out) {
-    const auto s = shape_from(widths);
+      "Same contract as _native.net_train (host arrays, copied to and from the GPU).");
+  mod.def("net_forward", [](const std::vector<int>& spec, py::array theta, py::array X, py::array out) {
+    const auto s = shape_from(spec);
     if (is_float64(theta)) forward_impl<double>(s, theta, X, out);
     else forward_impl<float>(s, theta, X, out);
   });

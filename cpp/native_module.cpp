@@ -11,8 +11,8 @@
 #include <thread>
 
 #include "array_checks.h"
-#include "mlp_args.h"
-#include "falsestruct/mlp_host.h"
+#include "network_args.h"
+#include "falsestruct/network_host.h"
 
 namespace py = pybind11;
 using fs_py::checked_data;
@@ -33,24 +33,24 @@ int threads_or_default(int n_threads) {
 }
 
 template <class T>
-void init_impl(const fs::MlpShape& s, py::array seeds, py::array theta, int n_threads) {
+void init_impl(const fs::NetShape& s, py::array seeds, py::array theta, int n_threads) {
   const int S = fs_py::leading_dim(seeds, "seeds");
   const uint64_t* sd = checked_data<uint64_t>(seeds, "seeds", {-1}, false);
   T* th = checked_data<T>(theta, "theta", {S, s.n_params}, true);
   py::gil_scoped_release release;
-  fs::mlp_init_host(s, sd, S, th, n_threads);
+  fs::net_init_host(s, sd, S, th, n_threads);
 }
 
 template <class T>
-void forward_impl(const fs::MlpShape& s, py::array theta, py::array X, py::array out,
+void forward_impl(const fs::NetShape& s, py::array theta, py::array X, py::array out,
                   int n_threads, int emulate) {
   const auto a = fs_py::forward_args_from_python<T>(s, theta, X, out);
   py::gil_scoped_release release;
-  fs::mlp_forward_host(s, a.theta, a.S, a.X, a.x_net_stride, a.N, a.out, n_threads, emulate);
+  fs::net_forward_host(s, a.theta, a.S, a.X, a.x_net_stride, a.N, a.out, n_threads, emulate);
 }
 
 template <class T>
-void loss_and_grad_impl(const fs::MlpShape& s, int loss_kind, py::array theta, py::array X,
+void loss_and_grad_impl(const fs::NetShape& s, int loss_kind, py::array theta, py::array X,
                         py::array Y, py::array loss_out, py::array grad_out,
                         py::object input_grad_out, int n_threads, int emulate) {
   fs_py::check_loss_kind(loss_kind);
@@ -71,11 +71,11 @@ void loss_and_grad_impl(const fs::MlpShape& s, int loss_kind, py::array theta, p
   if (!input_grad_out.is_none())
     ig = checked_data<T>(input_grad_out.cast<py::array>(), "input_grad_out", {S, N, s.width[0]}, true);
   py::gil_scoped_release release;
-  fs::mlp_loss_and_grad_host(s, kind, th, S, x, xs, y, ys, N, lo, go, ig, n_threads, emulate);
+  fs::net_loss_and_grad_host(s, kind, th, S, x, xs, y, ys, N, lo, go, ig, n_threads, emulate);
 }
 
 template <class T>
-int64_t train_impl(const fs::MlpShape& s, int loss_kind, int shuffle, py::tuple adam, py::array X,
+int64_t train_impl(const fs::NetShape& s, int loss_kind, int shuffle, py::tuple adam, py::array X,
                    py::array Y, py::array theta, py::array m, py::array v, py::array seeds,
                    int epochs, int batch_size, int64_t step0, int record_every,
                    py::array loss_hist, py::array acc_hist, int n_threads,
@@ -101,7 +101,7 @@ int64_t train_impl(const fs::MlpShape& s, int loss_kind, int shuffle, py::tuple 
   };
   {
     py::gil_scoped_release release;
-    fs::mlp_train_host(a, S, threads_or_default(n_threads), control, poll, progress_seconds, emulate);
+    fs::net_train_host(a, S, threads_or_default(n_threads), control, poll, progress_seconds, emulate);
   }
   if (pending) std::rethrow_exception(pending);
   if (!progress.is_none()) progress(control.units_done.load(), total);
@@ -115,36 +115,36 @@ PYBIND11_MODULE(_native, mod) {
   mod.def("source_hash", [] { return std::string(FS_SOURCE_HASH); },
           "SHA-256 of the kernel and binding sources this module was compiled from.");
   mod.def("default_threads", [] { return threads_or_default(0); });
-  mod.def("n_params", [](const std::vector<int>& widths) { return shape_from(widths).n_params; });
+  mod.def("n_params", [](const std::vector<int>& spec) { return shape_from(spec).n_params; });
 
   mod.def(
-      "mlp_init",
-      [](const std::vector<int>& widths, py::array seeds, py::array theta, int n_threads) {
-        const auto s = shape_from(widths);
+      "net_init",
+      [](const std::vector<int>& spec, py::array seeds, py::array theta, int n_threads) {
+        const auto s = shape_from(spec);
         if (is_float64(theta)) init_impl<double>(s, seeds, theta, threads_or_default(n_threads));
         else init_impl<float>(s, seeds, theta, threads_or_default(n_threads));
       },
-      py::arg("widths"), py::arg("seeds"), py::arg("theta"), py::arg("n_threads") = 0,
+      py::arg("spec"), py::arg("seeds"), py::arg("theta"), py::arg("n_threads") = 0,
       "Glorot-uniform weights, zero biases into theta (S, P) for seeds (S,) uint64.");
 
   mod.def(
-      "mlp_forward",
-      [](const std::vector<int>& widths, py::array theta, py::array X, py::array out, int n_threads,
+      "net_forward",
+      [](const std::vector<int>& spec, py::array theta, py::array X, py::array out, int n_threads,
          int emulate_threads) {
-        const auto s = shape_from(widths);
+        const auto s = shape_from(spec);
         if (is_float64(theta)) forward_impl<double>(s, theta, X, out, threads_or_default(n_threads), emulate_threads);
         else forward_impl<float>(s, theta, X, out, threads_or_default(n_threads), emulate_threads);
       },
-      py::arg("widths"), py::arg("theta"), py::arg("X"), py::arg("out"), py::arg("n_threads") = 0,
+      py::arg("spec"), py::arg("theta"), py::arg("X"), py::arg("out"), py::arg("n_threads") = 0,
       py::arg("emulate_threads") = 0,
       "Logits out (S, N, K) of X (N, d) or (S, N, d) for parameters theta (S, P).");
 
   mod.def(
-      "mlp_loss_and_grad",
-      [](const std::vector<int>& widths, int loss_kind, py::array theta, py::array X, py::array Y,
+      "net_loss_and_grad",
+      [](const std::vector<int>& spec, int loss_kind, py::array theta, py::array X, py::array Y,
          py::array loss_out, py::array grad_out, py::object input_grad_out, int n_threads,
          int emulate_threads) {
-        const auto s = shape_from(widths);
+        const auto s = shape_from(spec);
         if (is_float64(theta))
           loss_and_grad_impl<double>(s, loss_kind, theta, X, Y, loss_out, grad_out, input_grad_out,
                                      threads_or_default(n_threads), emulate_threads);
@@ -152,18 +152,18 @@ PYBIND11_MODULE(_native, mod) {
           loss_and_grad_impl<float>(s, loss_kind, theta, X, Y, loss_out, grad_out, input_grad_out,
                                     threads_or_default(n_threads), emulate_threads);
       },
-      py::arg("widths"), py::arg("loss_kind"), py::arg("theta"), py::arg("X"), py::arg("Y"),
+      py::arg("spec"), py::arg("loss_kind"), py::arg("theta"), py::arg("X"), py::arg("Y"),
       py::arg("loss_out"), py::arg("grad_out"), py::arg("input_grad_out") = py::none(),
       py::arg("n_threads") = 0, py::arg("emulate_threads") = 0,
       "Mean loss (S,), gradient (S, P) and optionally input gradient (S, N, d) over all rows.");
 
   mod.def(
-      "mlp_train",
-      [](const std::vector<int>& widths, int loss_kind, int shuffle, py::tuple adam, py::array X,
+      "net_train",
+      [](const std::vector<int>& spec, int loss_kind, int shuffle, py::tuple adam, py::array X,
          py::array Y, py::array theta, py::array m, py::array v, py::array seeds, int epochs,
          int batch_size, int64_t step0, int record_every, py::array loss_hist, py::array acc_hist,
          int n_threads, py::object progress, double progress_seconds, int emulate_threads) {
-        const auto s = shape_from(widths);
+        const auto s = shape_from(spec);
         if (is_float64(theta))
           return train_impl<double>(s, loss_kind, shuffle, adam, X, Y, theta, m, v, seeds, epochs,
                                     batch_size, step0, record_every, loss_hist, acc_hist, n_threads,
@@ -172,7 +172,7 @@ PYBIND11_MODULE(_native, mod) {
                                  batch_size, step0, record_every, loss_hist, acc_hist, n_threads,
                                  progress, progress_seconds, emulate_threads);
       },
-      py::arg("widths"), py::arg("loss_kind"), py::arg("shuffle"), py::arg("adam"), py::arg("X"),
+      py::arg("spec"), py::arg("loss_kind"), py::arg("shuffle"), py::arg("adam"), py::arg("X"),
       py::arg("Y"), py::arg("theta"), py::arg("adam_m"), py::arg("adam_v"), py::arg("seeds"),
       py::arg("epochs"), py::arg("batch_size"), py::arg("step0"), py::arg("record_every"),
       py::arg("loss_history"), py::arg("acc_history"), py::arg("n_threads") = 0,

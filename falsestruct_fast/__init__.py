@@ -9,13 +9,15 @@ Quick start::
     logits = fs.forward(net, fit.params, X)        # (S, N, 1)
 """
 from ._native_loader import build_info
-from .mlp import MLP, Params, forward, init, loss_and_grad, predict
+from .cnn import CNN, Conv2D, Dense, Flatten, MaxPool2D, paper_cnn
+from .mlp import MLP
+from .network import Network, Params, forward, init, loss_and_grad, predict
 from .optim import Adam, AdamState
 from .training import TrainResult, train
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "MLP", "Params", "init", "forward", "predict", "loss_and_grad", "train", "TrainResult",
+    "MLP", "CNN", "Conv2D", "MaxPool2D", "Flatten", "Dense", "paper_cnn", "Network", "Params", "init", "forward", "predict", "loss_and_grad", "train", "TrainResult",
     "Adam", "AdamState", "build_info", "__version__",
 ]

@@ -1,3 +1,3 @@
-source_hash = "55f25fe80c3dbae61696ca9b6557f1e02830d752470accea7f44f3b017cb70ab"
+source_hash = "00a1c571619d6c0c83adc75c2b9b65692f8645b95a0d51787648d62e9d830bf5"
 cuda_built = True
 native_arch = True

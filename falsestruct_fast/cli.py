@@ -9,7 +9,8 @@ import numpy as np
 
 from . import __version__, build_info
 from .experiments import exp1
-from .mlp import MLP, init, predict
+from .mlp import MLP
+from .network import init, predict
 from .training import train
 
 

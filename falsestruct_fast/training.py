@@ -8,7 +8,7 @@ import numpy as np
 
 from . import _validate as V
 from ._native_loader import _cuda, _native
-from .mlp import _LOSS_KIND, MLP, Params, _seed_array, _threads, data_arrays, flatten, unflatten
+from .network import _LOSS_KIND, Network, Params, _seed_array, _threads, data_arrays, flatten, unflatten
 from .optim import Adam, AdamState
 from .progress import ProgressBar
 
@@ -59,7 +59,7 @@ class TrainResult:
 
 
 def train(
-    net: MLP,
+    net: Network,
     params,
     X,
     y,
@@ -83,10 +83,10 @@ def train(
 
     Parameters
     ----------
-    net : MLP
+    net : MLP or CNN
     params : Params or list [W0, b0, ...] with leading axis S, float32 or float64.
     X : array (N, d) shared by all networks, or (S, N, d) per network; the params' dtype.
-    y : targets (N,), (N, K) or with leading S (see :func:`falsestruct_fast.mlp.data_arrays`).
+    y : targets (N,), (N, K) or with leading S (see :func:`falsestruct_fast.network.data_arrays`).
     epochs : int >= 0
     batch_size : int in [1, N]
     optimizer : Adam, default ``Adam()`` (TF1 defaults).
@@ -167,16 +167,16 @@ def train(
     elif progress not in (False, None):
         raise TypeError(f"progress: expected bool or a callable, got {type(progress).__name__}")
 
-    args = (list(net.widths), _LOSS_KIND[net.loss], SHUFFLE_MODES[shuffle], optimizer.as_tuple(),
+    args = (net.spec, _LOSS_KIND[net.loss], SHUFFLE_MODES[shuffle], optimizer.as_tuple(),
             X, Y, flat, state.m, state.v, seed_arr, epochs, batch_size, state.step, record_every,
             loss_hist, acc_hist)
     start = time.perf_counter()
     if engine == "native":
-        _native.mlp_train(*args, n_threads, callback, float(progress_seconds))
+        _native.net_train(*args, n_threads, callback, float(progress_seconds))
     else:
         if _cuda is None:
             raise RuntimeError("engine: 'cuda' is not available (built without a CUDA compiler)")
-        _cuda.mlp_train(*args)
+        _cuda.net_train(*args)
     wall = time.perf_counter() - start
 
     epochs_done = state.step // n_batches if n_batches else 0

@@ -360,40 +360,41 @@ def test_epochs_zero_returns_copy(problem):
 
 # ---- the low-level bindings -----------------------------------------------------------------
 W = [2, 5, 1]
+SPEC = fs.MLP(W).spec
 S, N = 2, 7
 
 
 def native_args(func: str, dtype=np.float64) -> dict:
     """Valid keyword arguments for the _native function `func` (float64, S = 2, N = 7)."""
-    P = _native.n_params(W)
+    P = _native.n_params(SPEC)
     theta = np.full((S, P), 0.1, dtype)
-    if func == "mlp_init":
-        return dict(widths=W, seeds=np.arange(S, dtype=np.uint64), theta=np.zeros((S, P), dtype))
+    if func == "net_init":
+        return dict(spec=SPEC, seeds=np.arange(S, dtype=np.uint64), theta=np.zeros((S, P), dtype))
     X = make_data(N, 2, dtype=dtype)
-    if func == "mlp_forward":
-        return dict(widths=W, theta=theta, X=X, out=np.zeros((S, N, 1), dtype))
+    if func == "net_forward":
+        return dict(spec=SPEC, theta=theta, X=X, out=np.zeros((S, N, 1), dtype))
     Y = np.ones((N, 1), dtype)
-    if func == "mlp_loss_and_grad":
-        return dict(widths=W, loss_kind=0, theta=theta, X=X, Y=Y, loss_out=np.zeros(S, dtype),
+    if func == "net_loss_and_grad":
+        return dict(spec=SPEC, loss_kind=0, theta=theta, X=X, Y=Y, loss_out=np.zeros(S, dtype),
                     grad_out=np.zeros((S, P), dtype), input_grad_out=np.zeros((S, N, 2), dtype))
-    assert func == "mlp_train"
-    return dict(widths=W, loss_kind=0, shuffle=1, adam=(1e-3, 0.9, 0.999, 1e-8), X=X, Y=Y,
+    assert func == "net_train"
+    return dict(spec=SPEC, loss_kind=0, shuffle=1, adam=(1e-3, 0.9, 0.999, 1e-8), X=X, Y=Y,
                 theta=theta, adam_m=np.zeros((S, P), dtype), adam_v=np.zeros((S, P), dtype),
                 seeds=np.arange(S, dtype=np.uint64), epochs=2, batch_size=3, step0=0,
                 record_every=1, loss_history=np.zeros((S, 2)), acc_history=np.zeros((S, 2)))
 
 
 ARRAY_ARGS = {
-    "mlp_init": ["seeds", "theta"],
-    "mlp_forward": ["theta", "X", "out"],
-    "mlp_loss_and_grad": ["theta", "X", "Y", "loss_out", "grad_out", "input_grad_out"],
-    "mlp_train": ["X", "Y", "theta", "adam_m", "adam_v", "seeds", "loss_history", "acc_history"],
+    "net_init": ["seeds", "theta"],
+    "net_forward": ["theta", "X", "out"],
+    "net_loss_and_grad": ["theta", "X", "Y", "loss_out", "grad_out", "input_grad_out"],
+    "net_train": ["X", "Y", "theta", "adam_m", "adam_v", "seeds", "loss_history", "acc_history"],
 }
 OUTPUT_ARGS = {
-    "mlp_init": ["theta"],
-    "mlp_forward": ["out"],
-    "mlp_loss_and_grad": ["loss_out", "grad_out", "input_grad_out"],
-    "mlp_train": ["theta", "adam_m", "adam_v", "loss_history", "acc_history"],
+    "net_init": ["theta"],
+    "net_forward": ["out"],
+    "net_loss_and_grad": ["loss_out", "grad_out", "input_grad_out"],
+    "net_train": ["theta", "adam_m", "adam_v", "loss_history", "acc_history"],
 }
 ALL_ARRAYS = [(f, a) for f, names in ARRAY_ARGS.items() for a in names]
 ALL_OUTPUTS = [(f, a) for f, names in OUTPUT_ARGS.items() for a in names]
@@ -417,11 +418,11 @@ def strided(a: np.ndarray) -> np.ndarray:
 def test_native_valid_arguments_work(func):
     args = native_args(func)
     call_native(func, args)
-    if func == "mlp_init":
+    if func == "net_init":
         assert np.any(args["theta"] != 0)
-    elif func == "mlp_forward":
+    elif func == "net_forward":
         assert np.any(args["out"] != 0)
-    elif func == "mlp_loss_and_grad":
+    elif func == "net_loss_and_grad":
         assert np.all(args["loss_out"] > 0)
     else:
         assert np.all(np.isfinite(args["loss_history"]))
@@ -480,7 +481,7 @@ def test_native_rejects_wrong_dtype(func, name):
     elif name != "theta":                          # theta is float64: so must this be
         args[name] = a.astype(np.float32)
         match = rf"{name}: expected dtype float64, got float32"
-    elif func == "mlp_init":                       # theta selects the precision...
+    elif func == "net_init":                       # theta selects the precision...
         args[name] = a.astype(np.float16)
         match = r"theta: expected dtype float32, got float16"
     else:                                          # ...so the other arrays disagree with it
@@ -502,12 +503,12 @@ def test_native_rejects_wrong_shape(func, name):
     for bad in _wrong_shapes(native_args(func)[name]):
         args = native_args(func)
         args[name] = bad
-        if func == "mlp_init" and name == "seeds" and bad.ndim == 1:
+        if func == "net_init" and name == "seeds" and bad.ndim == 1:
             # S is taken from seeds: theta then has the wrong first axis
             with pytest.raises(ValueError, match=r"theta: shape"):
                 call_native(func, args)
             continue
-        if name == "theta" and bad.ndim == 2 and func != "mlp_init":
+        if name == "theta" and bad.ndim == 2 and func != "net_init":
             with pytest.raises(ValueError, match=r"theta: shape .* axis 1 must be"):
                 call_native(func, args)
             continue
@@ -516,25 +517,27 @@ def test_native_rejects_wrong_shape(func, name):
 
 
 NATIVE_VALUE_CASES = [
-    ("mlp_train", dict(shuffle=3), ValueError, r"shuffle: unknown mode"),
-    ("mlp_train", dict(loss_kind=2), ValueError, r"loss_kind: unknown kind"),
-    ("mlp_loss_and_grad", dict(loss_kind=7), ValueError, r"loss_kind: unknown kind"),
-    ("mlp_train", dict(adam=(1e-3, 0.9, 0.999)), ValueError, r"adam: expected \(lr, beta1, beta2, eps\)"),
-    ("mlp_train", dict(batch_size=8), ValueError, r"batch_size: must be in \[1, N=7\]"),
-    ("mlp_train", dict(batch_size=0), ValueError, r"batch_size: must be in"),
-    ("mlp_train", dict(epochs=-1), ValueError, r"epochs: must be >= 0"),
-    ("mlp_train", dict(record_every=0), ValueError, r"record_every: must be >= 1"),
-    ("mlp_train", dict(step0=-1), ValueError, r"step0: must be >= 0"),
-    ("mlp_train", dict(Y=np.ones((6, 1))), ValueError, r"Y: number of rows differs from X"),
-    ("mlp_train", dict(X=np.zeros((3, 7, 2))), ValueError, r"X: shape \(3, 7, 2\) .* axis 0 must be 2"),
-    ("mlp_train", dict(widths=[2, 0, 1]), ValueError, r"widths: need 2 to 17 positive layer widths"),
-    ("mlp_forward", dict(X=np.zeros(7)), ValueError, r"X: expected 3 dimensions"),
-    ("mlp_forward", dict(out=np.zeros((2, 8, 1))), ValueError, r"out: shape .* axis 1 must be 7"),
-    ("mlp_forward", dict(widths=[2] * 18), ValueError, r"widths: need 2 to 17"),
-    ("mlp_loss_and_grad", dict(Y=np.ones((6, 1))), ValueError, r"Y: number of rows differs from X"),
-    ("mlp_loss_and_grad", dict(X=np.zeros((0, 2)), Y=np.zeros((0, 1)), input_grad_out=None),
+    ("net_train", dict(shuffle=3), ValueError, r"shuffle: unknown mode"),
+    ("net_train", dict(loss_kind=2), ValueError, r"loss_kind: unknown kind"),
+    ("net_loss_and_grad", dict(loss_kind=7), ValueError, r"loss_kind: unknown kind"),
+    ("net_train", dict(adam=(1e-3, 0.9, 0.999)), ValueError, r"adam: expected \(lr, beta1, beta2, eps\)"),
+    ("net_train", dict(batch_size=8), ValueError, r"batch_size: must be in \[1, N=7\]"),
+    ("net_train", dict(batch_size=0), ValueError, r"batch_size: must be in"),
+    ("net_train", dict(epochs=-1), ValueError, r"epochs: must be >= 0"),
+    ("net_train", dict(record_every=0), ValueError, r"record_every: must be >= 1"),
+    ("net_train", dict(step0=-1), ValueError, r"step0: must be >= 0"),
+    ("net_train", dict(Y=np.ones((6, 1))), ValueError, r"Y: number of rows differs from X"),
+    ("net_train", dict(X=np.zeros((3, 7, 2))), ValueError, r"X: shape \(3, 7, 2\) .* axis 0 must be 2"),
+    ("net_train", dict(spec=[1, 1, 2, 0, 0, 0, 1, 0, 1, 0, 0]), ValueError, r"spec: dense units must be positive"),
+    ("net_forward", dict(X=np.zeros(7)), ValueError, r"X: expected 3 dimensions"),
+    ("net_forward", dict(out=np.zeros((2, 8, 1))), ValueError, r"out: shape .* axis 1 must be 7"),
+    ("net_forward", dict(spec=[1, 1, 2] + [0, 2, 0, 1] * 17), ValueError, r"spec: a network has 1 to 16 layers"),
+    ("net_forward", dict(spec=[8, 8, 1, 1, 4, 2, 1, 0, 1, 0, 0]), ValueError, r"spec: conv kernel size must be odd"),
+    ("net_forward", dict(spec=[8, 8, 1, 9, 4, 3, 1]), ValueError, r"spec: unknown layer kind"),
+    ("net_loss_and_grad", dict(Y=np.ones((6, 1))), ValueError, r"Y: number of rows differs from X"),
+    ("net_loss_and_grad", dict(X=np.zeros((0, 2)), Y=np.zeros((0, 1)), input_grad_out=None),
      ValueError, r"X: no data rows"),
-    ("mlp_init", dict(widths=[2]), ValueError, r"widths: need 2 to 17"),
+    ("net_init", dict(spec=[2]), ValueError, r"spec: expected \[in_h, in_w, in_c\] and 4 ints per layer"),
 ]
 
 
@@ -548,16 +551,16 @@ def test_native_bad_values(func, overrides, exc, match):
 
 
 def test_native_float32_path_checks_too():
-    args = native_args("mlp_train", np.float32)
-    call_native("mlp_train", args)
-    args = native_args("mlp_train", np.float32)
+    args = native_args("net_train", np.float32)
+    call_native("net_train", args)
+    args = native_args("net_train", np.float32)
     args["adam_v"] = np.zeros_like(args["adam_v"], dtype=np.float64)
     with pytest.raises(TypeError, match=r"adam_v: expected dtype float32, got float64"):
-        call_native("mlp_train", args)
-    args = native_args("mlp_forward", np.float32)
+        call_native("net_train", args)
+    args = native_args("net_forward", np.float32)
     args["X"] = strided(args["X"])
     with pytest.raises(ValueError, match=r"X: .*C-contiguous"):
-        call_native("mlp_forward", args)
+        call_native("net_forward", args)
 
 
 def test_native_argument_errors_do_not_crash_the_interpreter():
@@ -565,19 +568,19 @@ def test_native_argument_errors_do_not_crash_the_interpreter():
     script = textwrap.dedent("""
         import numpy as np
         from falsestruct_fast import _native as N
-        P = N.n_params([2, 5, 1])
+        P = N.n_params([1, 1, 2, 0, 5, 0, 1, 0, 1, 0, 0])
         bad_calls = [
-            lambda: N.mlp_forward([2, 5, 1], np.zeros((2, P)), np.zeros((7, 4))[:, ::2], np.zeros((2, 7, 1))),
-            lambda: N.mlp_forward([2, 5, 1], np.zeros((2, P)), np.zeros((7, 2)), np.zeros((2, 3, 1))),
-            lambda: N.mlp_forward([2, 5, 1], np.zeros(()), np.zeros((7, 2)), np.zeros((2, 7, 1))),
-            lambda: N.mlp_forward([2, 5, 1], np.zeros((2, P)), np.zeros((1, 1, 7, 2)), np.zeros((2, 7, 1))),
-            lambda: N.mlp_init([2, 5, 1], np.zeros((), np.uint64), np.zeros((2, P))),
-            lambda: N.mlp_loss_and_grad([2, 5, 1], 0, np.zeros((2, P)), np.zeros((7, 2)), np.zeros((9, 1)),
+            lambda: N.net_forward([1, 1, 2, 0, 5, 0, 1, 0, 1, 0, 0], np.zeros((2, P)), np.zeros((7, 4))[:, ::2], np.zeros((2, 7, 1))),
+            lambda: N.net_forward([1, 1, 2, 0, 5, 0, 1, 0, 1, 0, 0], np.zeros((2, P)), np.zeros((7, 2)), np.zeros((2, 3, 1))),
+            lambda: N.net_forward([1, 1, 2, 0, 5, 0, 1, 0, 1, 0, 0], np.zeros(()), np.zeros((7, 2)), np.zeros((2, 7, 1))),
+            lambda: N.net_forward([1, 1, 2, 0, 5, 0, 1, 0, 1, 0, 0], np.zeros((2, P)), np.zeros((1, 1, 7, 2)), np.zeros((2, 7, 1))),
+            lambda: N.net_init([1, 1, 2, 0, 5, 0, 1, 0, 1, 0, 0], np.zeros((), np.uint64), np.zeros((2, P))),
+            lambda: N.net_loss_and_grad([1, 1, 2, 0, 5, 0, 1, 0, 1, 0, 0], 0, np.zeros((2, P)), np.zeros((7, 2)), np.zeros((9, 1)),
                                         np.zeros(2), np.zeros((2, P)), np.zeros((2, 3, 2))),
-            lambda: N.mlp_train([2, 5, 1], 0, 1, (1e-3, 0.9, 0.999, 1e-8), np.zeros((7, 2)),
+            lambda: N.net_train([1, 1, 2, 0, 5, 0, 1, 0, 1, 0, 0], 0, 1, (1e-3, 0.9, 0.999, 1e-8), np.zeros((7, 2)),
                                 np.zeros((7, 1)), np.zeros((2, P)), np.zeros((2, P)), np.zeros((2, P)),
                                 np.arange(3, dtype=np.uint64), 2, 3, 0, 1, np.zeros((2, 2)), np.zeros((2, 2))),
-            lambda: N.mlp_train([2, 5, 1], 0, 1, (1e-3, 0.9, 0.999, 1e-8), np.zeros((7, 2)),
+            lambda: N.net_train([1, 1, 2, 0, 5, 0, 1, 0, 1, 0, 0], 0, 1, (1e-3, 0.9, 0.999, 1e-8), np.zeros((7, 2)),
                                 np.zeros((7, 1)), np.zeros((2, P)), np.zeros((2, P)), np.zeros((2, P)),
                                 np.arange(2, dtype=np.uint64), 2, 3, 0, 1, np.zeros((2, 5)), np.zeros((2, 2))),
         ]
@@ -608,15 +611,15 @@ def test_native_argument_errors_do_not_crash_the_interpreter():
 def test_native_softmax_labels_out_of_range_raise(bad_label):
     from falsestruct_fast import _native as N
 
-    widths = [2, 5, 3]
-    P = N.n_params(widths)
+    spec = fs.MLP([2, 5, 3]).spec
+    P = N.n_params(spec)
     Y = np.zeros((7, 1))
     Y[3, 0] = bad_label
     with pytest.raises(ValueError, match=r"Y: softmax labels must be integer class indices in \[0, 3\)"):
-        N.mlp_loss_and_grad(widths, 1, np.full((2, P), 0.1), np.ones((7, 2)), Y, np.zeros(2),
+        N.net_loss_and_grad(spec, 1, np.full((2, P), 0.1), np.ones((7, 2)), Y, np.zeros(2),
                             np.zeros((2, P)), None)
     with pytest.raises(ValueError, match=r"Y: softmax labels"):
-        N.mlp_train(widths, 1, 0, (1e-3, 0.9, 0.999, 1e-8), np.ones((7, 2)), Y, np.full((2, P), 0.1),
+        N.net_train(spec, 1, 0, (1e-3, 0.9, 0.999, 1e-8), np.ones((7, 2)), Y, np.full((2, P), 0.1),
                     np.zeros((2, P)), np.zeros((2, P)), np.zeros(2, np.uint64), 1, 7, 0, 1,
                     np.zeros((2, 1)), np.zeros((2, 1)))
 
@@ -625,16 +628,16 @@ def test_native_scalar_theta_names_argument():
     from falsestruct_fast import _native as N
 
     with pytest.raises(ValueError, match=r"theta: expected an array with a leading network axis"):
-        N.mlp_forward([2, 5, 1], np.zeros(()), np.zeros((7, 2)), np.zeros((2, 7, 1)))
+        N.net_forward([1, 1, 2, 0, 5, 0, 1, 0, 1, 0, 0], np.zeros(()), np.zeros((7, 2)), np.zeros((2, 7, 1)))
 
 
 def test_native_non_numeric_adam_is_type_error():
     from falsestruct_fast import _native as N
 
-    widths = [2, 5, 1]
-    P = N.n_params(widths)
+    spec = fs.MLP([2, 5, 1]).spec
+    P = N.n_params(spec)
     with pytest.raises(TypeError, match=r"adam: expected four floats"):
-        N.mlp_train(widths, 0, 0, ("a", 0.9, 0.999, 1e-8), np.ones((7, 2)), np.zeros((7, 1)),
+        N.net_train(spec, 0, 0, ("a", 0.9, 0.999, 1e-8), np.ones((7, 2)), np.zeros((7, 1)),
                     np.full((2, P), 0.1), np.zeros((2, P)), np.zeros((2, P)), np.zeros(2, np.uint64),
                     1, 7, 0, 1, np.zeros((2, 1)), np.zeros((2, 1)))
 

@@ -210,7 +210,7 @@ def _native_train(net, params, X, y, *, shuffle, epochs, batch_size, record_ever
     t = net.n_logits if net.loss == "sigmoid" else 1
     Y = np.ascontiguousarray(np.asarray(y, dtype=theta.dtype).reshape(X.shape[:-1] + (t,)))
     seeds = np.arange(S, dtype=np.uint64) if seeds is None else np.asarray(seeds, np.uint64)
-    done = _native.mlp_train(list(net.widths), LOSS_KIND[net.loss], SHUFFLE_KIND[shuffle],
+    done = _native.net_train(net.spec, LOSS_KIND[net.loss], SHUFFLE_KIND[shuffle],
                              adam.as_tuple(), X, Y, theta, m, v, seeds, epochs, batch_size, 0,
                              record_every, loss_h, acc_h, 1, None, 2.0, emulate)
     assert done == S * epochs
@@ -256,11 +256,11 @@ def test_emulated_block_forward_and_grad_match_host(N):
     res = {}
     for e in (0, 7, 128):
         out = np.empty((S, N, 2))
-        _native.mlp_forward([3, 7, 5, 2], theta, X, out, 1, e)
+        _native.net_forward(fs.MLP([3, 7, 5, 2]).spec, theta, X, out, 1, e)
         loss = np.empty(S)
         grad = np.empty_like(theta)
         dX = np.empty((S, N, 3))
-        _native.mlp_loss_and_grad([3, 7, 5, 2], 1, theta, X, Y, loss, grad, dX, 1, e)
+        _native.net_loss_and_grad(fs.MLP([3, 7, 5, 2]).spec, 1, theta, X, Y, loss, grad, dX, 1, e)
         res[e] = (out, loss, grad, dX)
     for e in (7, 128):
         for name, a, b in zip(("forward", "loss", "grad", "input grad"), res[e], res[0]):

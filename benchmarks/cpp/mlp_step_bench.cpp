@@ -9,12 +9,12 @@
 #include <string>
 #include <vector>
 
-#include "falsestruct/mlp_host.h"
+#include "falsestruct/network_host.h"
 
 template <class T>
 void run(int S, int epochs) {
   const int widths[] = {2, 104, 1};
-  fs::MlpShape shape;
+  fs::NetShape shape;
   fs::make_mlp_shape(widths, 3, &shape);
   const int N = 1000, B = 50;
   std::vector<T> X(N * 2), Y(N);
@@ -26,9 +26,9 @@ void run(int S, int epochs) {
   std::vector<uint64_t> seeds(S);
   for (int s = 0; s < S; ++s) seeds[s] = s;
   std::vector<T> theta(S * shape.n_params), m(theta.size()), v(theta.size());
-  fs::mlp_init_host(shape, seeds.data(), S, theta.data(), 1);
+  fs::net_init_host(shape, seeds.data(), S, theta.data(), 1);
   std::vector<double> lh(S), ah(S);
-  fs::MlpTrainArgs<T> a;
+  fs::TrainArgs<T> a;
   a.shape = shape;
   a.loss = fs::LossKind::SigmoidCE;
   a.shuffle = fs::ShuffleMode::Samples;
@@ -50,7 +50,7 @@ void run(int S, int epochs) {
   a.acc_history = ah.data();
   fs::RunControl control;
   const auto t0 = std::chrono::steady_clock::now();
-  fs::mlp_train_host(a, S, 1, control, nullptr, 0);
+  fs::net_train_host(a, S, 1, control, nullptr, 0);
   const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::printf("%s S=%d: %.3f us per network-step (final loss %.4f)\n", sizeof(T) == 4 ? "float32" : "float64",
               S, sec * 1e6 / (double(S) * epochs * (N / B)), lh[0]);

@@ -14,6 +14,7 @@
 // CudaBlock and EmulatedBlock share the index mapping code, so the indexing every CUDA kernel
 // uses is executed by the CPU test-suite.
 #pragma once
+#include <stdint.h>
 #include "config.h"
 
 namespace fs {
@@ -38,6 +39,31 @@ template <class Init, class Term, class Finish>
 FS_HD FS_INLINE void sum_element(int r, int c, int len, Init& init, Term& term, Finish& finish) {
   auto acc = init(r, c);
   for (int k = 0; k < len; ++k) acc += term(r, c, k);
+  finish(r, c, acc);
+}
+
+// Segment-sum phase (an implicit matrix product, e.g. a convolution): element (r, c) is
+//   acc = init(r, c);  for each segment g = segment(r, s), s < n_seg:
+//     acc += g.x[j * g.x_stride] * g.w[j * w_stride + c]  for j < g.count;
+//   finish(r, c, acc).
+// A segment is a run of scalars x (any stride) against rows of a row-major operand w whose
+// columns are the phase's columns; count = 0 skips it (zero padding).
+template <class T>
+struct Segment {
+  const T* x;
+  const T* w;
+  int x_stride;
+  int count;
+};
+
+template <class Init, class Seg, class Finish>
+FS_HD FS_INLINE void segment_sum_element(int r, int c, int n_seg, int w_stride, Init& init,
+                                         Seg& segment, Finish& finish) {
+  auto acc = init(r, c);
+  for (int s = 0; s < n_seg; ++s) {
+    const auto g = segment(r, s);
+    for (int j = 0; j < g.count; ++j) acc += g.x[j * g.x_stride] * g.w[(int64_t)j * w_stride + c];
+  }
   finish(r, c, acc);
 }
 
@@ -86,6 +112,40 @@ struct HostBlock {
     FS_SIMD
     for (int c = 0; c < W; ++c) finish(r, c0 + c, acc[c]);
   }
+  // Segment-sum phase (see segment_sum_element): each scalar of a segment is broadcast against
+  // a block of up to 64 columns of w held in registers.
+  template <class Init, class Seg, class Finish>
+  FS_INLINE void map_2d_segment_sum(int rows, int cols, int n_seg, int w_stride, Init&& init,
+                                    Seg&& segment, Finish&& finish) const {
+    for (int r = 0; r < rows; ++r) {
+      int c0 = 0;
+      for (; c0 + 64 <= cols; c0 += 64) segment_block<64>(r, c0, n_seg, w_stride, init, segment, finish);
+      if (cols - c0 >= 48) { segment_block<48>(r, c0, n_seg, w_stride, init, segment, finish); c0 += 48; }
+      if (cols - c0 >= 32) { segment_block<32>(r, c0, n_seg, w_stride, init, segment, finish); c0 += 32; }
+      if (cols - c0 >= 16) { segment_block<16>(r, c0, n_seg, w_stride, init, segment, finish); c0 += 16; }
+      if (cols - c0 >= 8) { segment_block<8>(r, c0, n_seg, w_stride, init, segment, finish); c0 += 8; }
+      for (; c0 < cols; ++c0) segment_block<1>(r, c0, n_seg, w_stride, init, segment, finish);
+    }
+  }
+  template <int W, class Init, class Seg, class Finish>
+  FS_INLINE static void segment_block(int r, int c0, int n_seg, int w_stride, Init& init,
+                                      Seg& segment, Finish& finish) {
+    using Acc = decltype(init(0, 0));
+    Acc acc[W];
+    FS_SIMD
+    for (int c = 0; c < W; ++c) acc[c] = init(r, c0 + c);
+    for (int s = 0; s < n_seg; ++s) {
+      const auto g = segment(r, s);
+      for (int j = 0; j < g.count; ++j) {
+        const Acc xv = g.x[j * g.x_stride];
+        const Acc* wrow = g.w + (int64_t)j * w_stride + c0;
+        FS_SIMD
+        for (int c = 0; c < W; ++c) acc[c] += xv * wrow[c];
+      }
+    }
+    FS_SIMD
+    for (int c = 0; c < W; ++c) finish(r, c0 + c, acc[c]);
+  }
   // Phase whose elements each reduce a long contiguous vector: the body vectorises its own
   // reduction (lane_dot), so the element loops stay scalar.
   template <class F>
@@ -117,6 +177,13 @@ struct EmulatedBlock {
   void map_2d_sum(int rows, int cols, int len, Init&& init, Term&& term, Finish&& finish) const {
     map_2d(rows, cols, [&](int r, int c) { sum_element(r, c, len, init, term, finish); });
   }
+  template <class Init, class Seg, class Finish>
+  void map_2d_segment_sum(int rows, int cols, int n_seg, int w_stride, Init&& init, Seg&& segment,
+                          Finish&& finish) const {
+    map_2d(rows, cols, [&](int r, int c) {
+      segment_sum_element(r, c, n_seg, w_stride, init, segment, finish);
+    });
+  }
   template <class F>
   void reduce_map_1d(int n, F&& f) const { map_1d(n, f); }
   template <class F>
@@ -142,6 +209,13 @@ struct CudaBlock {
   __device__ FS_INLINE void map_2d_sum(int rows, int cols, int len, Init&& init, Term&& term,
                                        Finish&& finish) const {
     map_2d(rows, cols, [&](int r, int c) { sum_element(r, c, len, init, term, finish); });
+  }
+  template <class Init, class Seg, class Finish>
+  __device__ FS_INLINE void map_2d_segment_sum(int rows, int cols, int n_seg, int w_stride,
+                                               Init&& init, Seg&& segment, Finish&& finish) const {
+    map_2d(rows, cols, [&](int r, int c) {
+      segment_sum_element(r, c, n_seg, w_stride, init, segment, finish);
+    });
   }
   template <class F>
   __device__ FS_INLINE void reduce_map_1d(int n, F&& f) const { map_1d(n, f); }

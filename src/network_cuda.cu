@@ -1,4 +1,4 @@
-// CUDA engine for the MLP: the kernels of falsestruct/mlp.h run with CudaBlock, one block per
+// CUDA engine for the networks: the kernels of falsestruct/network.h run with CudaBlock, one block per
 // network. The same templates are the CPU engine (HostBlock) and are tested on the CPU with
 // EmulatedBlock, which reproduces this file's index mapping.
 #include <cuda_runtime.h>
@@ -6,8 +6,8 @@
 #include <vector>
 
 #include "falsestruct/executor.h"
-#include "falsestruct/mlp.h"
-#include "falsestruct/mlp_cuda.h"
+#include "falsestruct/network.h"
+#include "falsestruct/network_cuda.h"
 
 namespace fs {
 namespace cuda {
@@ -20,26 +20,26 @@ struct AlwaysContinue {
 };
 
 template <class T>
-__global__ void mlp_train_kernel(MlpTrainArgs<T> args, T* scalars, int* ints,
+__global__ void train_kernel(TrainArgs<T> args, T* scalars, int* ints,
                                  int64_t scalars_per_net, int64_t ints_per_net) {
   const int net = blockIdx.x;
   const int n_perm = args.N > args.N / args.B ? args.N : args.N / args.B;
-  const auto ws = MlpWorkspace<T>::carve(args.shape, args.B, n_perm, scalars + scalars_per_net * net,
+  const auto ws = NetWorkspace<T>::carve(args.shape, args.B, n_perm, scalars + scalars_per_net * net,
                                          ints + ints_per_net * net);
-  mlp_train_network(CudaBlock{}, args, net, ws, AlwaysContinue{});
+  train_network(CudaBlock{}, args, net, ws, AlwaysContinue{});
 }
 
 template <class T>
-__global__ void mlp_forward_kernel(MlpShape s, const T* theta, const T* X, int64_t x_net_stride,
+__global__ void forward_kernel(NetShape s, const T* theta, const T* X, int64_t x_net_stride,
                                    int N, int tile, T* out, T* scalars, int* ints,
                                    int64_t scalars_per_net, int64_t ints_per_net) {
   const int net = blockIdx.x;
   const int K = s.n_logits();
   for (int row0 = 0; row0 < N; row0 += tile) {
     const int B = N - row0 < tile ? N - row0 : tile;
-    const auto ws = MlpWorkspace<T>::carve(s, B, B, scalars + scalars_per_net * net,
+    const auto ws = NetWorkspace<T>::carve(s, B, B, scalars + scalars_per_net * net,
                                            ints + ints_per_net * net);
-    mlp_forward_rows(CudaBlock{}, s, theta + s.n_params * net, X + x_net_stride * net, row0, B,
+    net_forward_rows(CudaBlock{}, s, theta + s.n_params * net, X + x_net_stride * net, row0, B,
                      out + ((int64_t)net * N + row0) * K, ws);
   }
 }
@@ -90,13 +90,13 @@ std::string device_name(int device) {
 }
 
 template <class T>
-std::string mlp_train(const MlpTrainArgs<T>& host, int S, int S_x, int S_y) {
-  const MlpShape& s = host.shape;
+std::string train(const TrainArgs<T>& host, int S, int S_x, int S_y) {
+  const NetShape& s = host.shape;
   const int n_batches = host.N / host.B;
   const int64_t P = s.n_params;
   const int t_per = targets_per_sample(host.loss, s.n_logits());
   DeviceArena arena;
-  MlpTrainArgs<T> dev = host;
+  TrainArgs<T> dev = host;
   dev.X = arena.upload(host.X, (int64_t)S_x * host.N * s.width[0]);
   dev.Y = arena.upload(host.Y, (int64_t)S_y * host.N * t_per);
   dev.theta = arena.upload(host.theta, S * P);
@@ -105,12 +105,12 @@ std::string mlp_train(const MlpTrainArgs<T>& host, int S, int S_x, int S_y) {
   dev.seeds = arena.upload(host.seeds, S);
   dev.loss_history = arena.alloc<double>((int64_t)S * host.n_records);
   dev.acc_history = arena.alloc<double>((int64_t)S * host.n_records);
-  const int64_t per_net = MlpWorkspace<T>::scalars(s, host.B);
-  const int64_t ints_per_net = MlpWorkspace<T>::ints(host.B, host.N > n_batches ? host.N : n_batches);
+  const int64_t per_net = NetWorkspace<T>::scalars(s, host.B);
+  const int64_t ints_per_net = NetWorkspace<T>::ints(host.B, host.N > n_batches ? host.N : n_batches);
   T* scalars = arena.alloc<T>(per_net * S);
   int* ints = arena.alloc<int>(ints_per_net * S);
   if (arena.err != cudaSuccess) return message(arena.err);
-  mlp_train_kernel<T><<<S, kThreadsPerBlock>>>(dev, scalars, ints, per_net, ints_per_net);
+  train_kernel<T><<<S, kThreadsPerBlock>>>(dev, scalars, ints, per_net, ints_per_net);
   arena.err = cudaGetLastError();
   if (arena.err == cudaSuccess) arena.err = cudaDeviceSynchronize();
   arena.download(host.theta, dev.theta, S * P);
@@ -122,20 +122,20 @@ std::string mlp_train(const MlpTrainArgs<T>& host, int S, int S_x, int S_y) {
 }
 
 template <class T>
-std::string mlp_forward(const MlpShape& s, const T* theta, int S, const T* X, int64_t x_net_stride,
+std::string net_forward(const NetShape& s, const T* theta, int S, const T* X, int64_t x_net_stride,
                         int N, T* out) {
-  const int tile = N < 512 ? N : 512;
+  const int tile = forward_tile(s, N);
   const int S_x = x_net_stride ? S : 1;
   DeviceArena arena;
   const T* d_theta = arena.upload(theta, S * s.n_params);
   const T* d_X = arena.upload(X, (int64_t)S_x * N * s.width[0]);
   T* d_out = arena.alloc<T>((int64_t)S * N * s.n_logits());
-  const int64_t per_net = MlpWorkspace<T>::scalars(s, tile);
-  const int64_t ints_per_net = MlpWorkspace<T>::ints(tile, tile);
+  const int64_t per_net = NetWorkspace<T>::scalars(s, tile);
+  const int64_t ints_per_net = NetWorkspace<T>::ints(tile, tile);
   T* scalars = arena.alloc<T>(per_net * S);
   int* ints = arena.alloc<int>(ints_per_net * S);
   if (arena.err != cudaSuccess) return message(arena.err);
-  mlp_forward_kernel<T><<<S, kThreadsPerBlock>>>(s, d_theta, d_X, x_net_stride, N, tile, d_out,
+  forward_kernel<T><<<S, kThreadsPerBlock>>>(s, d_theta, d_X, x_net_stride, N, tile, d_out,
                                                  scalars, ints, per_net, ints_per_net);
   arena.err = cudaGetLastError();
   if (arena.err == cudaSuccess) arena.err = cudaDeviceSynchronize();
@@ -143,10 +143,10 @@ std::string mlp_forward(const MlpShape& s, const T* theta, int S, const T* X, in
   return message(arena.err);
 }
 
-template std::string mlp_train<float>(const MlpTrainArgs<float>&, int, int, int);
-template std::string mlp_train<double>(const MlpTrainArgs<double>&, int, int, int);
-template std::string mlp_forward<float>(const MlpShape&, const float*, int, const float*, int64_t, int, float*);
-template std::string mlp_forward<double>(const MlpShape&, const double*, int, const double*, int64_t, int, double*);
+template std::string train<float>(const TrainArgs<float>&, int, int, int);
+template std::string train<double>(const TrainArgs<double>&, int, int, int);
+template std::string net_forward<float>(const NetShape&, const float*, int, const float*, int64_t, int, float*);
+template std::string net_forward<double>(const NetShape&, const double*, int, const double*, int64_t, int, double*);
 
 }  // namespace cuda
 }  // namespace fs

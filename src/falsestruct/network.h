@@ -1,12 +1,15 @@
-// Whole-network MLP kernels for one network ("block"): forward, backward, fused training.
+// Whole-network kernels for one network ("block") of dense, conv and pool layers: forward,
+// backward, fused training.
 #pragma once
 #include <stdint.h>
 #include "adam.h"
 #include "config.h"
+#include "conv_layer.h"
 #include "dense_layer.h"
 #include "losses.h"
-#include "mlp_shape.h"
+#include "net_shape.h"
 #include "philox.h"
+#include "pool_layer.h"
 
 namespace fs {
 
@@ -16,29 +19,32 @@ enum class ShuffleMode : int { None = 0, Samples = 1, Batches = 2 };
 // out of one buffer by the executor).
 // Every batch array is sample-major: row n of the batch, then the units of that row.
 template <class T>
-struct MlpWorkspace {
+struct NetWorkspace {
   T* acts;      // B * sum_width: activations of every layer, layer l at acts + act_row(l) * B
   T* delta_a;   // B * max_width: gradient w.r.t. a layer's output (ping)
   T* delta_b;   // B * max_width: (pong)
   T* targets;   // B * n_logits
   T* terms;     // 2 * B: per-sample loss and correctness
   T* grad;      // n_params
+  T* kernel_t;  // max_conv_weights: a conv kernel with its channels swapped
   int* rows;    // B: data rows of the current batch
   int* order;   // max(N, n_batches): per-epoch permutation
   int* draws;   // max(N, n_batches): its random swap partners
 
-  FS_HD static int64_t scalars(const MlpShape& s, int B) {
-    return (s.sum_width + 2LL * s.max_width + s.n_logits() + 2) * B + s.n_params;
+  FS_HD static int64_t scalars(const NetShape& s, int B) {
+    return (s.sum_width + 2LL * s.max_width + s.n_logits() + 2) * B + s.n_params +
+           s.max_conv_weights;
   }
   FS_HD static int64_t ints(int B, int N) { return (int64_t)B + 2LL * (N > B ? N : B); }
-  FS_HD static MlpWorkspace carve(const MlpShape& s, int B, int N, T* scalar_buf, int* int_buf) {
-    MlpWorkspace w;
+  FS_HD static NetWorkspace carve(const NetShape& s, int B, int N, T* scalar_buf, int* int_buf) {
+    NetWorkspace w;
     w.acts = scalar_buf;
     w.delta_a = w.acts + (int64_t)s.sum_width * B;
     w.delta_b = w.delta_a + (int64_t)s.max_width * B;
     w.targets = w.delta_b + (int64_t)s.max_width * B;
     w.terms = w.targets + (int64_t)s.n_logits() * B;
     w.grad = w.terms + 2 * B;
+    w.kernel_t = w.grad + s.n_params;
     w.rows = int_buf;
     w.order = int_buf + B;
     w.draws = w.order + (N > B ? N : B);
@@ -57,12 +63,24 @@ FS_HD void gather_batch(const Block& blk, const T* X, const T* Y, const int* row
 
 // Forward through all layers; the input batch (B, width[0]) must already be at acts.
 template <class Block, class T>
-FS_HD void mlp_forward(const Block& blk, const MlpShape& s, const T* theta, T* acts, int B) {
+FS_HD void net_forward(const Block& blk, const NetShape& s, const T* theta, T* acts, int B) {
   for (int l = 0; l < s.n_layers; ++l) {
+    const Layer& L = s.layer[l];
     const T* x = acts + (int64_t)s.act_row(l) * B;
     T* y = acts + (int64_t)s.act_row(l + 1) * B;
-    dense_forward(blk, theta + s.w_offset[l], theta + s.b_offset[l], x, y, s.n_in(l), s.n_out(l),
-                  B, l + 1 < s.n_layers);
+    const T* W = theta + s.w_offset[l];
+    const T* b = theta + s.b_offset[l];
+    switch (L.kind) {
+      case LayerKind::Dense:
+        dense_forward(blk, W, b, x, y, s.n_in(l), s.n_out(l), B, L.relu);
+        break;
+      case LayerKind::Conv2D:
+        conv2d_forward(blk, ConvGeometry{B, L.in_h, L.in_w, L.in_c, L.out_c, L.k}, W, b, x, y, L.relu);
+        break;
+      case LayerKind::MaxPool2:
+        maxpool2_forward(blk, PoolGeometry{B, L.in_h, L.in_w, L.in_c}, x, y);
+        break;
+    }
   }
 }
 
@@ -70,16 +88,39 @@ FS_HD void mlp_forward(const Block& blk, const MlpShape& s, const T* theta, T* a
 // ws.grad. With want_input_grad, also the gradient w.r.t. the input batch (B, d); the
 // returned pointer is the delta buffer that holds it (nullptr otherwise).
 template <class Block, class T>
-FS_HD T* mlp_backward(const Block& blk, const MlpShape& s, const T* theta,
-                      const MlpWorkspace<T>& ws, int B, bool want_input_grad) {
+FS_HD T* net_backward(const Block& blk, const NetShape& s, const T* theta,
+                      const NetWorkspace<T>& ws, int B, bool want_input_grad) {
   T* dy = ws.delta_a;
   T* dx = ws.delta_b;
   for (int l = s.n_layers - 1; l >= 0; --l) {
+    const Layer& L = s.layer[l];
     const T* x = ws.acts + (int64_t)s.act_row(l) * B;
-    if (l > 0 || want_input_grad)
-      dense_backward_input(blk, theta + s.w_offset[l], x, dy, dx, s.n_in(l), s.n_out(l), B, l > 0);
-    dense_backward_params(blk, x, dy, ws.grad + s.w_offset[l], ws.grad + s.b_offset[l], s.n_in(l),
-                          s.n_out(l), B);
+    const T* W = theta + s.w_offset[l];
+    T* dW = ws.grad + s.w_offset[l];
+    T* db = ws.grad + s.b_offset[l];
+    const bool need_dx = l > 0 || want_input_grad;
+    // The ReLU of the layer below is applied to the gradient here (x > 0 exactly where its
+    // pre-activation was > 0).
+    const bool relu_input = l > 0 && s.layer[l - 1].relu;
+    switch (L.kind) {
+      case LayerKind::Dense:
+        if (need_dx) dense_backward_input(blk, W, x, dy, dx, s.n_in(l), s.n_out(l), B, relu_input);
+        dense_backward_params(blk, x, dy, dW, db, s.n_in(l), s.n_out(l), B);
+        break;
+      case LayerKind::Conv2D: {
+        const ConvGeometry g{B, L.in_h, L.in_w, L.in_c, L.out_c, L.k};
+        if (need_dx) {
+          conv2d_transpose_kernel(blk, g, W, ws.kernel_t);
+          conv2d_backward_input(blk, g, ws.kernel_t, x, dy, dx, relu_input);
+        }
+        conv2d_backward_params(blk, g, x, dy, dW, db);
+        break;
+      }
+      case LayerKind::MaxPool2:
+        if (need_dx)
+          maxpool2_backward_input(blk, PoolGeometry{B, L.in_h, L.in_w, L.in_c}, x, dy, dx, relu_input);
+        break;
+    }
     T* tmp = dy;
     dy = dx;
     dx = tmp;
@@ -88,8 +129,8 @@ FS_HD T* mlp_backward(const Block& blk, const MlpShape& s, const T* theta,
 }
 
 template <class T>
-struct MlpTrainArgs {
-  MlpShape shape;
+struct TrainArgs {
+  NetShape shape;
   LossKind loss;
   ShuffleMode shuffle;
   AdamHyper adam;
@@ -116,9 +157,9 @@ FS_HD FS_INLINE int n_records_for(int epochs, int every) {
 // Trains network `net` for args.epochs epochs. `on_epoch(epoch)` is called after each epoch
 // and returns false to stop early (cancellation); the GPU passes a hook that always continues.
 template <class Block, class T, class EpochHook>
-FS_HD void mlp_train_network(const Block& blk, const MlpTrainArgs<T>& a, int net,
-                             const MlpWorkspace<T>& ws, EpochHook on_epoch) {
-  const MlpShape& s = a.shape;
+FS_HD void train_network(const Block& blk, const TrainArgs<T>& a, int net,
+                             const NetWorkspace<T>& ws, EpochHook on_epoch) {
+  const NetShape& s = a.shape;
   const int B = a.B, N = a.N, d = s.width[0], K = s.n_logits();
   const int t_per = targets_per_sample(a.loss, K);
   const int n_batches = N / B;
@@ -155,7 +196,7 @@ FS_HD void mlp_train_network(const Block& blk, const MlpTrainArgs<T>& a, int net
                                                  : k;
       });
       gather_batch(blk, X, Y, rows, ws.acts, ws.targets, d, t_per, B);
-      mlp_forward(blk, s, theta, ws.acts, B);
+      net_forward(blk, s, theta, ws.acts, B);
       loss_grad(blk, a.loss, logits, ws.targets, ws.delta_a, K, B);
       if (record) {
         loss_terms(blk, a.loss, logits, ws.targets, ws.terms, ws.terms + B, K, B);
@@ -166,7 +207,7 @@ FS_HD void mlp_train_network(const Block& blk, const MlpTrainArgs<T>& a, int net
           }
         });
       }
-      mlp_backward(blk, s, theta, ws, B, false);
+      net_backward(blk, s, theta, ws, B, false);
       ++t;
       adam_update(blk, a.adam, t, ws.grad, theta, m, v, s.n_params);
     }
@@ -182,13 +223,24 @@ FS_HD void mlp_train_network(const Block& blk, const MlpTrainArgs<T>& a, int net
   }
 }
 
+// Rows evaluated at once by forward: at most kForwardTile, and at most what fits in about
+// kForwardScratch scalars of activations, so the workspace is bounded for any N and network.
+constexpr int kForwardTile = 512;
+constexpr int64_t kForwardScratch = int64_t(1) << 23;
+FS_HD inline int forward_tile(const NetShape& s, int N) {
+  const int64_t fit = kForwardScratch / (s.sum_width + 2LL * s.max_width + s.n_logits() + 2);
+  int tile = static_cast<int>(fit < kForwardTile ? fit : kForwardTile);
+  if (tile < 1) tile = 1;
+  return tile < N ? tile : N;
+}
+
 // Logits of B data rows for one network: X rows [row0, row0 + B) -> out (B, K) row-major.
 template <class Block, class T>
-FS_HD void mlp_forward_rows(const Block& blk, const MlpShape& s, const T* theta, const T* X,
-                            int row0, int B, T* out, const MlpWorkspace<T>& ws) {
+FS_HD void net_forward_rows(const Block& blk, const NetShape& s, const T* theta, const T* X,
+                            int row0, int B, T* out, const NetWorkspace<T>& ws) {
   const int d = s.width[0], K = s.n_logits();
   blk.map_1d(B * d, [=](int e) { ws.acts[e] = X[(int64_t)row0 * d + e]; });
-  mlp_forward(blk, s, theta, ws.acts, B);
+  net_forward(blk, s, theta, ws.acts, B);
   const T* z = ws.acts + (int64_t)s.act_row(s.n_layers) * B;
   blk.map_1d(B * K, [=](int e) { out[e] = z[e]; });
 }
@@ -196,14 +248,14 @@ FS_HD void mlp_forward_rows(const Block& blk, const MlpShape& s, const T* theta,
 // Mean loss over all N rows, its gradient w.r.t. theta (written to grad_out[P]) and, if
 // input_grad_out is non-null, w.r.t. X (N, d). The whole data set is one batch (B = N).
 template <class Block, class T>
-FS_HD void mlp_loss_and_grad(const Block& blk, const MlpShape& s, LossKind loss, const T* theta,
-                             const T* X, const T* Y, int N, const MlpWorkspace<T>& ws,
+FS_HD void net_loss_and_grad(const Block& blk, const NetShape& s, LossKind loss, const T* theta,
+                             const T* X, const T* Y, int N, const NetWorkspace<T>& ws,
                              T* loss_out, T* grad_out, T* input_grad_out) {
   const int d = s.width[0], K = s.n_logits();
   const int B = N;
   blk.map_1d(B, [=](int n) { ws.rows[n] = n; });
   gather_batch(blk, X, Y, ws.rows, ws.acts, ws.targets, d, targets_per_sample(loss, K), B);
-  mlp_forward(blk, s, theta, ws.acts, B);
+  net_forward(blk, s, theta, ws.acts, B);
   const T* z = ws.acts + (int64_t)s.act_row(s.n_layers) * B;
   loss_grad(blk, loss, z, ws.targets, ws.delta_a, K, B);
   loss_terms(blk, loss, z, ws.targets, ws.terms, ws.terms + B, K, B);
@@ -212,7 +264,7 @@ FS_HD void mlp_loss_and_grad(const Block& blk, const MlpShape& s, LossKind loss,
     for (int n = 0; n < B; ++n) acc += ws.terms[n];
     *loss_out = static_cast<T>(acc / B);
   });
-  const T* dx = mlp_backward(blk, s, theta, ws, B, input_grad_out != nullptr);
+  const T* dx = net_backward(blk, s, theta, ws, B, input_grad_out != nullptr);
   blk.map_1d(static_cast<int>(s.n_params), [=](int p) { grad_out[p] = ws.grad[p]; });
   if (input_grad_out) blk.map_1d(N * d, [=](int e) { input_grad_out[e] = dx[e]; });
 }

@@ -8,16 +8,21 @@
 #include <vector>
 
 #include "array_checks.h"
-#include "falsestruct/mlp.h"
+#include "falsestruct/network.h"
 
 namespace fs_py {
 namespace py = pybind11;
 
-inline fs::MlpShape shape_from(const std::vector<int>& widths) {
-  fs::MlpShape s;
-  if (!fs::make_mlp_shape(widths.data(), static_cast<int>(widths.size()), &s))
-    throw py::value_error("widths: need 2 to " + std::to_string(fs::kMaxLayers + 1) +
-                          " positive layer widths");
+// Network spec from Python: {in_h, in_w, in_c} then fs::kSpecInts ints per layer
+// {kind, units or filters, k, relu} (see fs::make_net_shape).
+inline fs::NetShape shape_from(const std::vector<int>& spec) {
+  const int n = static_cast<int>(spec.size());
+  if (n < 3 + fs::kSpecInts || (n - 3) % fs::kSpecInts != 0)
+    throw py::value_error("spec: expected [in_h, in_w, in_c] and 4 ints per layer");
+  fs::NetShape s;
+  if (const char* err = fs::make_net_shape(spec[0], spec[1], spec[2], spec.data() + 3,
+                                           (n - 3) / fs::kSpecInts, &s))
+    throw py::value_error(std::string("spec: ") + err);
   return s;
 }
 
@@ -69,7 +74,7 @@ struct ForwardArgs {
 
 // theta (S, P), X (N, d) or (S, N, d), out (S, N, K) writeable.
 template <class T>
-ForwardArgs<T> forward_args_from_python(const fs::MlpShape& s, py::array theta, py::array X,
+ForwardArgs<T> forward_args_from_python(const fs::NetShape& s, py::array theta, py::array X,
                                         py::array out) {
   ForwardArgs<T> a;
   a.S = leading_dim(theta, "theta");
@@ -80,7 +85,7 @@ ForwardArgs<T> forward_args_from_python(const fs::MlpShape& s, py::array theta, 
 }
 
 template <class T>
-fs::MlpTrainArgs<T> train_args_from_python(const fs::MlpShape& s, int loss_kind, int shuffle,
+fs::TrainArgs<T> train_args_from_python(const fs::NetShape& s, int loss_kind, int shuffle,
                                            py::tuple adam, py::array X, py::array Y,
                                            py::array theta, py::array m, py::array v,
                                            py::array seeds, int epochs, int batch_size,
@@ -89,7 +94,7 @@ fs::MlpTrainArgs<T> train_args_from_python(const fs::MlpShape& s, int loss_kind,
   if (shuffle < 0 || shuffle > 2) throw py::value_error("shuffle: unknown mode");
   check_loss_kind(loss_kind);
   if (py::len(adam) != 4) throw py::value_error("adam: expected (lr, beta1, beta2, eps)");
-  fs::MlpTrainArgs<T> a;
+  fs::TrainArgs<T> a;
   a.shape = s;
   a.loss = static_cast<fs::LossKind>(loss_kind);
   a.shuffle = static_cast<fs::ShuffleMode>(shuffle);

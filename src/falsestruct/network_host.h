@@ -7,7 +7,7 @@
 #include "executor.h"
 #include "host_runner.h"
 #include "init.h"
-#include "mlp.h"
+#include "network.h"
 
 namespace fs {
 
@@ -25,29 +25,27 @@ struct WorkerScratch {
   std::vector<std::vector<T>> scalars;
   std::vector<std::vector<int>> ints;
   explicit WorkerScratch(int n_workers) : scalars(n_workers), ints(n_workers) {}
-  MlpWorkspace<T> get(int worker, const MlpShape& s, int B, int N) {
-    scalars[worker].resize(MlpWorkspace<T>::scalars(s, B));
-    ints[worker].resize(MlpWorkspace<T>::ints(B, N));
-    return MlpWorkspace<T>::carve(s, B, N, scalars[worker].data(), ints[worker].data());
+  NetWorkspace<T> get(int worker, const NetShape& s, int B, int N) {
+    scalars[worker].resize(NetWorkspace<T>::scalars(s, B));
+    ints[worker].resize(NetWorkspace<T>::ints(B, N));
+    return NetWorkspace<T>::carve(s, B, N, scalars[worker].data(), ints[worker].data());
   }
 };
 
 template <class T>
-void mlp_init_host(const MlpShape& s, const uint64_t* seeds, int S, T* theta, int n_threads) {
+void net_init_host(const NetShape& s, const uint64_t* seeds, int S, T* theta, int n_threads) {
   RunControl control;
   parallel_for_networks(
       S, n_threads, control,
       [&](int net, int) { glorot_uniform_init(s, seeds[net], theta + s.n_params * net); }, nullptr, 0);
 }
 
-// Largest tile of rows evaluated at once by forward: bounds the workspace for huge N.
-constexpr int kForwardTile = 512;
 
 // out (S, N, K) = logits of X (N, d) or (S, N, d) (x_net_stride = 0 or N * d).
 template <class T>
-void mlp_forward_host(const MlpShape& s, const T* theta, int S, const T* X, int64_t x_net_stride,
+void net_forward_host(const NetShape& s, const T* theta, int S, const T* X, int64_t x_net_stride,
                       int N, T* out, int n_threads, int emulate_threads = 0) {
-  const int tile = std::min(N, kForwardTile);
+  const int tile = forward_tile(s, N);
   const int K = s.n_logits();
   RunControl control;
   WorkerScratch<T> scratch(n_threads);
@@ -58,7 +56,7 @@ void mlp_forward_host(const MlpShape& s, const T* theta, int S, const T* X, int6
           const int B = std::min(tile, N - row0);  // the last tile may be shorter
           const auto ws = scratch.get(w, s, B, B);
           with_host_block(emulate_threads, [&](auto blk) {
-            mlp_forward_rows(blk, s, theta + s.n_params * net, X + x_net_stride * net, row0, B,
+            net_forward_rows(blk, s, theta + s.n_params * net, X + x_net_stride * net, row0, B,
                              out + ((int64_t)net * N + row0) * K, ws);
           });
         }
@@ -68,7 +66,7 @@ void mlp_forward_host(const MlpShape& s, const T* theta, int S, const T* X, int6
 
 // loss (S,), grad (S, P), and optionally input_grad (S, N, d), over the full data set.
 template <class T>
-void mlp_loss_and_grad_host(const MlpShape& s, LossKind loss, const T* theta, int S, const T* X,
+void net_loss_and_grad_host(const NetShape& s, LossKind loss, const T* theta, int S, const T* X,
                             int64_t x_net_stride, const T* Y, int64_t y_net_stride, int N,
                             T* loss_out, T* grad_out, T* input_grad_out, int n_threads,
                             int emulate_threads = 0) {
@@ -79,7 +77,7 @@ void mlp_loss_and_grad_host(const MlpShape& s, LossKind loss, const T* theta, in
       [&](int net, int w) {
         const auto ws = scratch.get(w, s, N, N);
         with_host_block(emulate_threads, [&](auto blk) {
-          mlp_loss_and_grad(blk, s, loss, theta + s.n_params * net, X + x_net_stride * net,
+          net_loss_and_grad(blk, s, loss, theta + s.n_params * net, X + x_net_stride * net,
                             Y + y_net_stride * net, N, ws, loss_out + net,
                             grad_out + s.n_params * net,
                             input_grad_out ? input_grad_out + (int64_t)net * N * s.width[0] : nullptr);
@@ -88,12 +86,12 @@ void mlp_loss_and_grad_host(const MlpShape& s, LossKind loss, const T* theta, in
       nullptr, 0);
 }
 
-// Fused training of S networks (see MlpTrainArgs). control.units_done counts network-epochs.
+// Fused training of S networks (see TrainArgs). control.units_done counts network-epochs.
 template <class T>
-void mlp_train_host(const MlpTrainArgs<T>& args, int S, int n_threads, RunControl& control,
+void net_train_host(const TrainArgs<T>& args, int S, int n_threads, RunControl& control,
                     const std::function<bool()>& poll, double poll_seconds,
                     int emulate_threads = 0) {
-  const MlpShape& s = args.shape;
+  const NetShape& s = args.shape;
   const int n_batches = args.N / args.B;
   WorkerScratch<T> scratch(n_threads);
   parallel_for_networks(
@@ -105,7 +103,7 @@ void mlp_train_host(const MlpTrainArgs<T>& args, int S, int n_threads, RunContro
           return !control.cancelled.load(std::memory_order_relaxed);
         };
         with_host_block(emulate_threads,
-                        [&](auto blk) { mlp_train_network(blk, args, net, ws, on_epoch); });
+                        [&](auto blk) { train_network(blk, args, net, ws, on_epoch); });
       },
       poll, poll_seconds);
 }

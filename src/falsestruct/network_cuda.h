@@ -1,8 +1,8 @@
-// CUDA engine entry points for the MLP (implemented in src/mlp_cuda.cu, compiled by nvcc).
+// CUDA engine entry points for the MLP (implemented in src/network_cuda.cu, compiled by nvcc).
 // Host-pointer API: arrays are copied to the device, trained there, and copied back.
 #pragma once
 #include <string>
-#include "mlp.h"
+#include "network.h"
 
 namespace fs {
 namespace cuda {
@@ -11,13 +11,13 @@ namespace cuda {
 int device_count();
 std::string device_name(int device);
 
-// Same contract as mlp_train_host, with host pointers in args. Returns "" on success or the
+// Same contract as net_train_host, with host pointers in args. Returns "" on success or the
 // CUDA error message.
 template <class T>
-std::string mlp_train(const MlpTrainArgs<T>& args, int S, int S_x, int S_y);
+std::string train(const TrainArgs<T>& args, int S, int S_x, int S_y);
 
 template <class T>
-std::string mlp_forward(const MlpShape& s, const T* theta, int S, const T* X, int64_t x_net_stride,
+std::string net_forward(const NetShape& s, const T* theta, int S, const T* X, int64_t x_net_stride,
                         int N, T* out);
 
 }  // namespace cuda

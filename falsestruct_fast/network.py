@@ -1,0 +1,295 @@
+"""Networks (any :class:`Network`: MLP or CNN), their parameters, forward and gradients.
+
+Parameters of S networks are kept as a :class:`Params` list in Keras ``get_weights()`` order
+(kernel, bias per layer with parameters), each array with a leading network axis S.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from . import _validate as V
+from ._native_loader import _native
+
+LOSSES = ("sigmoid", "softmax")
+_LOSS_KIND = {"sigmoid": 0, "softmax": 1}
+_MAX_LAYERS = 16
+# Layer kinds of the native spec (src/falsestruct/net_shape.h): per layer [kind, units, k, relu].
+DENSE, CONV2D, MAXPOOL2 = 0, 1, 2
+
+
+class Network:
+    """Base of the network specs (:class:`~falsestruct_fast.MLP`, :class:`~falsestruct_fast.CNN`).
+
+    A spec is immutable and holds no weights: parameters of S networks live in a
+    :class:`Params` list. Subclasses define ``input_shape`` (one sample's shape), ``n_logits``,
+    ``loss``, ``param_shapes()`` (one network's arrays in Keras order) and ``spec`` (the
+    layer encoding passed to the native engine).
+    """
+
+    input_shape: tuple
+    loss: str
+
+    @property
+    def n_inputs(self) -> int:
+        """Values per input sample (product of ``input_shape``)."""
+        return int(np.prod(self.input_shape))
+
+    @property
+    def n_params(self) -> int:
+        """Parameters of one network."""
+        return int(_native.n_params(self.spec))
+
+    @property
+    def n_logits(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def spec(self) -> list[int]:
+        raise NotImplementedError
+
+    def param_shapes(self) -> list[tuple[int, ...]]:
+        raise NotImplementedError
+
+
+class Params(list):
+    """Parameters of S networks: ``[W0, b0, W1, b1, ...]``, each with a leading axis S.
+
+    A plain list of NumPy arrays (so ``W0, b0, W1, b1 = params`` works) with two extras:
+    ``seeds`` (uint64, shape (S,)) records the seed of each network when known, and
+    ``flat`` is the (S, P) array the arrays are views of, when they were made by this library.
+    """
+
+    def __init__(self, arrays: Iterable[np.ndarray], seeds=None, flat: np.ndarray | None = None):
+        super().__init__(arrays)
+        self.seeds = None if seeds is None else np.asarray(seeds, dtype=np.uint64)
+        self.flat = flat
+
+    @property
+    def n_networks(self) -> int:
+        return int(self[0].shape[0])
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self[0].dtype
+
+    def network(self, s: int) -> list[np.ndarray]:
+        """The arrays of network s alone (views, without the seed axis)."""
+        return [a[s] for a in self]
+
+    def select(self, index) -> "Params":
+        """Params of a subset of networks (copies), e.g. ``params.select([3, 5])``."""
+        idx = np.arange(self.n_networks)[index]
+        return Params([np.ascontiguousarray(a[idx]) for a in self],
+                      None if self.seeds is None else self.seeds[idx])
+
+
+def _seed_array(seeds) -> np.ndarray:
+    if isinstance(seeds, (int, np.integer)):
+        seeds = [seeds]
+    try:
+        values = [int(s) for s in seeds]
+    except (TypeError, ValueError):
+        raise TypeError(f"seeds: must be an integer or an iterable of integers, got {seeds!r}") from None
+    if not values:
+        raise ValueError("seeds: at least one seed is needed")
+    if min(values) < 0 or max(values) >= 2**64:
+        raise ValueError("seeds: must be in [0, 2**64)")
+    return np.array(values, dtype=np.uint64)
+
+
+def unflatten(net: Network, flat: np.ndarray, seeds=None) -> Params:
+    """Views of a flat (S, P) parameter array as a :class:`Params` list."""
+    S = flat.shape[0]
+    arrays, offset = [], 0
+    for shape in net.param_shapes():
+        size = int(np.prod(shape))
+        arrays.append(flat[:, offset:offset + size].reshape((S,) + shape))
+        offset += size
+    return Params(arrays, seeds, flat)
+
+
+def check_net(net) -> None:
+    if not isinstance(net, Network):
+        raise TypeError(f"net: expected falsestruct_fast.MLP or CNN, got {type(net).__name__}")
+
+
+def flatten(net: Network, params, name: str = "params") -> np.ndarray:
+    """Checks `params` against `net` and returns a new C-contiguous (S, P) array."""
+    check_net(net)
+    if not isinstance(params, (list, tuple)):
+        raise TypeError(f"{name}: expected a list of arrays (kernel, bias per layer), got {type(params).__name__}")
+    shapes = net.param_shapes()
+    if len(params) != len(shapes):
+        raise ValueError(f"{name}: {net!r} has {len(shapes)} arrays (kernel and bias per layer), got {len(params)}")
+    first = params[0]
+    if not isinstance(first, np.ndarray):
+        raise TypeError(f"{name}[0]: expected a NumPy array, got {type(first).__name__}")
+    dtype = V.float_dtype(first.dtype, f"{name}[0].dtype")
+    if first.ndim != len(shapes[0]) + 1:
+        raise ValueError(
+            f"{name}[0]: expected shape (S, {', '.join(map(str, shapes[0]))}) with a leading network axis S, got "
+            f"{first.shape}; for a single network use W[None]"
+        )
+    S = first.shape[0]
+    if S < 1:
+        raise ValueError(f"{name}: no networks (S = 0)")
+    for i, (a, shape) in enumerate(zip(params, shapes)):
+        if not isinstance(a, np.ndarray):
+            raise TypeError(f"{name}[{i}]: expected a NumPy array, got {type(a).__name__}")
+        if a.dtype != dtype:
+            raise TypeError(f"{name}[{i}]: dtype {a.dtype} differs from {name}[0]'s {dtype}")
+        if a.shape != (S,) + shape:
+            raise ValueError(f"{name}[{i}]: expected shape {(S,) + shape}, got {a.shape}")
+        V.finite(a, f"{name}[{i}]")
+    return np.concatenate([a.reshape(S, -1) for a in params], axis=1)
+
+
+def init(net: Network, seeds=0, dtype="float32", threads: int | None = None) -> Params:
+    """Glorot-uniform weights and zero biases for one network per seed.
+
+    Parameters
+    ----------
+    net : MLP or CNN
+    seeds : int or iterable of int
+        One network per seed (S = number of seeds). Weight e of layer l of seed s is drawn
+        from a counter-based generator as a function of (s, l, e) alone, so a seed gives the
+        same network alone or among others, for both dtypes (float32 = rounded float64).
+    dtype : "float32" or "float64"
+    threads : int, optional
+        CPU threads (default: all cores).
+
+    Returns
+    -------
+    Params
+        One network's arrays (``net.param_shapes()``, Keras order) with a leading axis S, of
+        `dtype`, views of one (S, P) array.
+    """
+    check_net(net)
+    dt = V.float_dtype(dtype)
+    seed_arr = _seed_array(seeds)
+    flat = np.empty((len(seed_arr), net.n_params), dtype=dt)
+    _native.net_init(net.spec, seed_arr, flat, _threads(threads))
+    return unflatten(net, flat, seed_arr)
+
+
+def _threads(threads) -> int:
+    if threads is None:
+        return 0
+    return V.integer(threads, "threads", minimum=1)
+
+
+def data_arrays(net: Network, S: int, dtype: np.dtype, X, y=None):
+    """Validated (X, Y) for the native engine.
+
+    X: (N, *input_shape) shared by all networks or (S, N, *input_shape); for an MLP
+    input_shape = (d,), for a CNN (H, W, C). y (sigmoid loss): (N,) or (N, K), or with a
+    leading S; values in [0, 1]. y (softmax loss): class indices (N,) or (S, N).
+    Returns X flattened per sample, (N, D) or (S, N, D), and Y as (N, t) or (S, N, t), in `dtype`.
+    """
+    X = V.float_array(X, "X", dtype)
+    shape = tuple(net.input_shape)
+    k = len(shape)
+    if X.ndim not in (k + 1, k + 2) or tuple(X.shape[X.ndim - k:]) != shape:
+        want = ", ".join(str(v) for v in shape)
+        raise ValueError(f"X: expected shape (N, {want}) or (S, N, {want}), got {X.shape}")
+    if X.ndim == k + 2 and X.shape[0] != S:
+        raise ValueError(f"X: leading axis {X.shape[0]} differs from the number of networks S = {S}")
+    N = X.shape[X.ndim - k - 1]
+    X = X.reshape(X.shape[:X.ndim - k] + (net.n_inputs,))
+    if N == 0:
+        raise ValueError("X: no data rows (N = 0)")
+    if y is None:
+        return X, None
+    y = np.asarray(y)
+    if y.dtype.kind not in "biuf":
+        raise TypeError(f"y: must be numeric, got dtype {y.dtype}")
+    K = net.n_logits
+    per_sample = (K,) if (net.loss == "sigmoid" and K > 1) else ()
+    if y.shape == (N,) + per_sample:
+        per_seed = False
+    elif y.shape == (S, N) + per_sample:
+        per_seed = True
+    else:
+        want = (N,) + per_sample
+        raise ValueError(f"y: expected shape {want} or {(S,) + want}, got {y.shape}")
+    V.finite(y.astype(np.float64, copy=False), "y")
+    if net.loss == "sigmoid":
+        if y.size and (y.min() < 0 or y.max() > 1):
+            raise ValueError("y: sigmoid cross-entropy targets must lie in [0, 1]")
+    else:
+        if y.size and (np.any(y != np.round(y)) or y.min() < 0 or y.max() >= K):
+            raise ValueError(f"y: softmax labels must be integer class indices in [0, {K})")
+    t = K if net.loss == "sigmoid" else 1
+    Y = np.ascontiguousarray(y, dtype=dtype).reshape(((S,) if per_seed else ()) + (N, t))
+    if Y.ndim != X.ndim:  # one of them per network, the other shared: give both the S axis
+        if X.ndim == 2:
+            X = np.ascontiguousarray(np.broadcast_to(X, (S,) + X.shape))
+        else:
+            Y = np.ascontiguousarray(np.broadcast_to(Y, (S,) + Y.shape))
+    return X, Y
+
+
+def forward(net: Network, params, X, threads: int | None = None) -> np.ndarray:
+    """Logits of every network on X.
+
+    Parameters
+    ----------
+    net : MLP or CNN
+    params : Params or list of arrays with leading axis S
+    X : array (N, *input_shape) shared by all networks, or (S, N, *input_shape); dtype must
+        equal the params'. MLP: (N, d); CNN: (N, H, W, C) images (NHWC).
+    threads : int, optional
+
+    Returns
+    -------
+    ndarray (S, N, K) of the params' dtype. Rows are evaluated in tiles, so memory use does
+    not grow with N beyond the output.
+    """
+    flat = flatten(net, params)
+    X, _ = data_arrays(net, flat.shape[0], flat.dtype, X)
+    out = np.empty((flat.shape[0], X.shape[-2], net.n_logits), dtype=flat.dtype)
+    _native.net_forward(net.spec, flat, X, out, _threads(threads))
+    return out
+
+
+def predict(net: Network, params, X, threads: int | None = None) -> np.ndarray:
+    """Predicted labels (S, N): round(sigmoid(z)) for one logit, argmax otherwise (int64)."""
+    z = forward(net, params, X, threads)
+    if net.n_logits == 1:
+        return (z[..., 0] > 0).astype(np.int64)
+    return np.argmax(z, axis=-1)
+
+
+def loss_and_grad(net: Network, params, X, y, *, wrt_input: bool = False, threads: int | None = None):
+    """Mean loss over all rows and its gradient, for every network.
+
+    Parameters
+    ----------
+    net : MLP or CNN
+    params : Params (S networks)
+    X : array (N, *input_shape) or (S, N, *input_shape), the params' dtype
+    y : targets, see :func:`data_arrays` (0/1 for sigmoid, class indices for softmax)
+    wrt_input : bool
+        Also return the gradient of each network's mean loss with respect to X.
+
+    Returns
+    -------
+    loss : ndarray (S,)
+    grads : Params, same shapes as `params`
+    dX : ndarray (S, N, *input_shape), only with ``wrt_input=True``
+    """
+    flat = flatten(net, params)
+    S = flat.shape[0]
+    X, Y = data_arrays(net, S, flat.dtype, X, y)
+    N = X.shape[-2]
+    loss = np.empty(S, dtype=flat.dtype)
+    grad = np.empty_like(flat)
+    dX = np.empty((S, N, net.n_inputs), dtype=flat.dtype) if wrt_input else None
+    _native.net_loss_and_grad(net.spec, _LOSS_KIND[net.loss], flat, X, Y, loss, grad, dX,
+                              _threads(threads))
+    grads = unflatten(net, grad, getattr(params, "seeds", None))
+    if not wrt_input:
+        return loss, grads
+    return loss, grads, dX.reshape((S, N) + tuple(net.input_shape))
