@@ -14,10 +14,12 @@ from .mlp import MLP
 from .network import Network, Params, forward, init, loss_and_grad, predict
 from .optim import Adam, AdamState
 from .training import TrainResult, train
+from .weights import from_keras, from_torch, save_npz, to_keras, weight_names
 
 __version__ = "0.1.0"
 
 __all__ = [
     "MLP", "CNN", "Conv2D", "MaxPool2D", "Flatten", "Dense", "paper_cnn", "Network", "Params", "init", "forward", "predict", "loss_and_grad", "train", "TrainResult",
-    "Adam", "AdamState", "build_info", "__version__",
+    "Adam", "AdamState", "to_keras", "from_keras", "save_npz", "from_torch", "weight_names",
+    "build_info", "__version__",
 ]
