@@ -16,6 +16,10 @@
 #pragma once
 #include <stdint.h>
 #include "config.h"
+#if !defined(__CUDACC__)
+#include <atomic>
+#include <thread>
+#endif
 
 namespace fs {
 
@@ -161,6 +165,98 @@ struct HostBlock {
   template <class F>
   FS_INLINE void single(F&& f) const { f(); }
 };
+
+#if !defined(__CUDACC__)
+// ---- CPU engine, several threads on one network ----------------------------------------------
+// Meeting point of a team of host threads between phases. It spins (phases are short), and
+// yields while spinning so an oversubscribed machine still progresses.
+struct SpinBarrier {
+  explicit SpinBarrier(int n) : n_threads(n) {}
+  void wait() {
+    if (n_threads == 1) return;
+    const int gen = generation.load(std::memory_order_acquire);
+    if (arrived.fetch_add(1, std::memory_order_acq_rel) + 1 == n_threads) {
+      arrived.store(0, std::memory_order_relaxed);
+      generation.fetch_add(1, std::memory_order_acq_rel);
+      return;
+    }
+    for (int spin = 0; generation.load(std::memory_order_acquire) == gen; ++spin)
+      if (spin > 64) std::this_thread::yield();
+  }
+  const int n_threads;
+  std::atomic<int> arrived{0};
+  std::atomic<int> generation{0};
+};
+
+// Thread `tid` of a team: takes its share [lo, hi) of each phase's rows, runs it like
+// HostBlock, then waits for the team. Each element is computed by the same code as with
+// HostBlock, so results do not depend on the team size.
+struct HostTeamBlock {
+  int tid, n_threads;
+  SpinBarrier* barrier;
+
+  void share(int n, int* lo, int* hi) const {
+    *lo = static_cast<int>((int64_t)n * tid / n_threads);
+    *hi = static_cast<int>((int64_t)n * (tid + 1) / n_threads);
+  }
+  template <class F>
+  void map_1d(int n, F&& f) const {
+    int lo, hi;
+    share(n, &lo, &hi);
+    FS_SIMD
+    for (int i = lo; i < hi; ++i) f(i);
+    barrier->wait();
+  }
+  template <class F>
+  void map_2d(int rows, int cols, F&& f) const {
+    int lo, hi;
+    share(rows, &lo, &hi);
+    HostBlock{}.map_2d(hi - lo, cols, [&](int r, int c) { f(lo + r, c); });
+    barrier->wait();
+  }
+  template <class Init, class Term, class Finish>
+  void map_2d_sum(int rows, int cols, int len, Init&& init, Term&& term, Finish&& finish) const {
+    int lo, hi;
+    share(rows, &lo, &hi);
+    HostBlock{}.map_2d_sum(
+        hi - lo, cols, len, [&](int r, int c) { return init(lo + r, c); },
+        [&](int r, int c, int k) { return term(lo + r, c, k); },
+        [&](int r, int c, decltype(init(0, 0)) v) { finish(lo + r, c, v); });
+    barrier->wait();
+  }
+  template <class Init, class Seg, class Finish>
+  void map_2d_segment_sum(int rows, int cols, int n_seg, int w_stride, Init&& init, Seg&& segment,
+                          Finish&& finish) const {
+    int lo, hi;
+    share(rows, &lo, &hi);
+    HostBlock{}.map_2d_segment_sum(
+        hi - lo, cols, n_seg, w_stride, [&](int r, int c) { return init(lo + r, c); },
+        [&](int r, int s) { return segment(lo + r, s); },
+        [&](int r, int c, decltype(init(0, 0)) v) { finish(lo + r, c, v); });
+    barrier->wait();
+  }
+  template <class F>
+  void reduce_map_1d(int n, F&& f) const {
+    int lo, hi;
+    share(n, &lo, &hi);
+    for (int i = lo; i < hi; ++i) f(i);
+    barrier->wait();
+  }
+  template <class F>
+  void reduce_map_2d(int rows, int cols, F&& f) const {
+    int lo, hi;
+    share(rows, &lo, &hi);
+    for (int r = lo; r < hi; ++r)
+      for (int c = 0; c < cols; ++c) f(r, c);
+    barrier->wait();
+  }
+  template <class F>
+  void single(F&& f) const {
+    if (tid == 0) f();
+    barrier->wait();
+  }
+};
+#endif
 
 // ---- CPU emulation of the CUDA mapping (tests) -------------------------------------------
 struct EmulatedBlock {

@@ -1,7 +1,9 @@
 // CPU executor for "one block per network" kernels: a pool of std::threads takes networks
-// from a shared counter. Each network is computed by exactly one thread with the same code,
-// so results are bitwise identical for any thread count. The calling thread only waits and
-// periodically runs `poll` (progress reporting, cancellation), e.g. with the GIL re-acquired.
+// from a shared counter. A network is computed by one thread, or by a team of threads that
+// split each phase's rows (HostTeamBlock); either way every element is computed by the same
+// code, so results are bitwise identical for any thread count. The calling thread only waits
+// and periodically runs `poll` (progress reporting, cancellation), e.g. with the GIL
+// re-acquired.
 #pragma once
 #include <algorithm>
 #include <atomic>
@@ -9,9 +11,12 @@
 #include <condition_variable>
 #include <exception>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
+
+#include "executor.h"
 
 namespace fs {
 
@@ -20,7 +25,7 @@ struct RunControl {
   std::atomic<bool> cancelled{false};
 };
 
-// fn(net, worker) for every net in [0, n_nets). poll() is called every poll_seconds on the
+// fn(net, worker) for every net in [0, n_nets) (one thread per network). poll() is called every poll_seconds on the
 // calling thread while workers run; returning false cancels (workers see control.cancelled).
 template <class F>
 void parallel_for_networks(int n_nets, int n_threads, RunControl& control, F&& fn,
@@ -62,6 +67,34 @@ void parallel_for_networks(int n_nets, int n_threads, RunControl& control, F&& f
   }
   for (auto& t : pool) t.join();
   if (error) std::rethrow_exception(error);
+}
+
+// Teams of `team_size` threads: fn(net, team, tid, barrier) is called by every thread of a
+// team for each network the team takes; the threads of a team work on that network together
+// (HostTeamBlock) and meet at `barrier`.
+template <class F>
+void parallel_for_network_teams(int n_nets, int n_teams, int team_size, RunControl& control,
+                                F&& fn, const std::function<bool()>& poll, double poll_seconds) {
+  n_teams = std::max(1, std::min(n_teams, n_nets));
+  std::vector<std::unique_ptr<SpinBarrier>> barriers;
+  std::vector<int> team_net(n_teams, 0);
+  for (int t = 0; t < n_teams; ++t) barriers.emplace_back(new SpinBarrier(team_size));
+  std::atomic<int> next{0};
+  parallel_for_networks(
+      n_teams * team_size, n_teams * team_size, control,
+      [&](int w, int) {
+        const int team = w / team_size, tid = w % team_size;
+        SpinBarrier& bar = *barriers[team];
+        for (;;) {
+          if (tid == 0) team_net[team] = control.cancelled.load() ? n_nets : next.fetch_add(1);
+          bar.wait();
+          const int net = team_net[team];
+          bar.wait();  // everyone has read team_net before it changes
+          if (net >= n_nets) return;
+          fn(net, team, tid, bar);
+        }
+      },
+      poll, poll_seconds);
 }
 
 }  // namespace fs

@@ -1,4 +1,4 @@
-// CPU engine entry points for the MLP (header-only, usable from C++ without Python).
+// CPU engine entry points for networks (header-only, usable from C++ without Python).
 // All arrays are C-contiguous with a leading network axis S; see the Python docs for shapes.
 #pragma once
 #include <algorithm>
@@ -17,6 +17,34 @@ template <class F>
 FS_INLINE void with_host_block(int emulate_threads, F&& f) {
   if (emulate_threads > 0) f(EmulatedBlock{emulate_threads});
   else f(HostBlock{});
+}
+
+// Threads per network: 1 (threads over networks) unless there are fewer networks than threads
+// and a step is large enough to pay for a barrier after every phase (a conv net, not the tiny
+// MLP whose whole step takes microseconds).
+inline int team_size_for(const NetShape& s, int B, int S, int n_threads) {
+  const bool big = (int64_t)s.sum_width * B >= (int64_t(1) << 16);
+  return (big && S < n_threads) ? n_threads / S : 1;
+}
+
+// Runs fn(blk, net, worker) for every network, with one HostBlock thread per network or, when
+// team_size_for() says so, a HostTeamBlock team per network (`worker` is the team).
+template <class F>
+void for_each_network(const NetShape& s, int B, int S, int n_threads, int emulate_threads,
+                      RunControl& control, const std::function<bool()>& poll, double poll_seconds,
+                      F&& fn) {
+  const int team = emulate_threads > 0 ? 1 : team_size_for(s, B, S, n_threads);
+  if (team == 1) {
+    parallel_for_networks(
+        S, n_threads, control,
+        [&](int net, int w) { with_host_block(emulate_threads, [&](auto blk) { fn(blk, net, w); }); },
+        poll, poll_seconds);
+  } else {
+    parallel_for_network_teams(
+        S, n_threads / team, team, control,
+        [&](int net, int t, int tid, SpinBarrier& bar) { fn(HostTeamBlock{tid, team, &bar}, net, t); },
+        poll, poll_seconds);
+  }
 }
 
 // Per-worker scratch, grown on demand and reused for every network the worker computes.
@@ -41,25 +69,26 @@ void net_init_host(const NetShape& s, const uint64_t* seeds, int S, T* theta, in
 }
 
 
-// out (S, N, K) = logits of X (N, d) or (S, N, d) (x_net_stride = 0 or N * d).
+// out (S, N, K) = logits of X (N, d) or (S, N, d) (x_net_stride = 0 or N * d). Tiles of rows
+// are independent work items, so threads share a single network's rows too.
 template <class T>
 void net_forward_host(const NetShape& s, const T* theta, int S, const T* X, int64_t x_net_stride,
                       int N, T* out, int n_threads, int emulate_threads = 0) {
   const int tile = forward_tile(s, N);
+  const int n_tiles = (N + tile - 1) / tile;
   const int K = s.n_logits();
   RunControl control;
   WorkerScratch<T> scratch(n_threads);
   parallel_for_networks(
-      S, n_threads, control,
-      [&](int net, int w) {
-        for (int row0 = 0; row0 < N; row0 += tile) {
-          const int B = std::min(tile, N - row0);  // the last tile may be shorter
-          const auto ws = scratch.get(w, s, B, B);
-          with_host_block(emulate_threads, [&](auto blk) {
-            net_forward_rows(blk, s, theta + s.n_params * net, X + x_net_stride * net, row0, B,
-                             out + ((int64_t)net * N + row0) * K, ws);
-          });
-        }
+      S * n_tiles, n_threads, control,
+      [&](int unit, int w) {
+        const int net = unit / n_tiles, row0 = (unit % n_tiles) * tile;
+        const int B = std::min(tile, N - row0);  // the last tile may be shorter
+        const auto ws = scratch.get(w, s, B, B);
+        with_host_block(emulate_threads, [&](auto blk) {
+          net_forward_rows(blk, s, theta + s.n_params * net, X + x_net_stride * net, row0, B,
+                           out + ((int64_t)net * N + row0) * K, ws);
+        });
       },
       nullptr, 0);
 }
@@ -72,18 +101,17 @@ void net_loss_and_grad_host(const NetShape& s, LossKind loss, const T* theta, in
                             int emulate_threads = 0) {
   RunControl control;
   WorkerScratch<T> scratch(n_threads);
-  parallel_for_networks(
-      S, n_threads, control,
-      [&](int net, int w) {
-        const auto ws = scratch.get(w, s, N, N);
-        with_host_block(emulate_threads, [&](auto blk) {
-          net_loss_and_grad(blk, s, loss, theta + s.n_params * net, X + x_net_stride * net,
-                            Y + y_net_stride * net, N, ws, loss_out + net,
-                            grad_out + s.n_params * net,
-                            input_grad_out ? input_grad_out + (int64_t)net * N * s.width[0] : nullptr);
-        });
-      },
-      nullptr, 0);
+  for_each_network(s, N, S, n_threads, emulate_threads, control, nullptr, 0,
+                   [&](auto blk, int net, int w) {
+                     NetWorkspace<T> ws;
+                     blk.single([&] { scratch.get(w, s, N, N); });
+                     ws = NetWorkspace<T>::carve(s, N, N, scratch.scalars[w].data(), scratch.ints[w].data());
+                     net_loss_and_grad(blk, s, loss, theta + s.n_params * net, X + x_net_stride * net,
+                                       Y + y_net_stride * net, N, ws, loss_out + net,
+                                       grad_out + s.n_params * net,
+                                       input_grad_out ? input_grad_out + (int64_t)net * N * s.width[0]
+                                                      : nullptr);
+                   });
 }
 
 // Fused training of S networks (see TrainArgs). control.units_done counts network-epochs.
@@ -93,19 +121,25 @@ void net_train_host(const TrainArgs<T>& args, int S, int n_threads, RunControl& 
                     int emulate_threads = 0) {
   const NetShape& s = args.shape;
   const int n_batches = args.N / args.B;
+  const int n_perm = std::max(args.N, n_batches);
   WorkerScratch<T> scratch(n_threads);
-  parallel_for_networks(
-      S, n_threads, control,
-      [&](int net, int w) {
-        const auto ws = scratch.get(w, s, args.B, std::max(args.N, n_batches));
-        auto on_epoch = [&control](int) {
-          control.units_done.fetch_add(1, std::memory_order_relaxed);
-          return !control.cancelled.load(std::memory_order_relaxed);
-        };
-        with_host_block(emulate_threads,
-                        [&](auto blk) { train_network(blk, args, net, ws, on_epoch); });
-      },
-      poll, poll_seconds);
+  std::vector<char> stop(n_threads, 0);  // per team: the epoch hook's decision, shared
+  for_each_network(s, args.B, S, n_threads, emulate_threads, control, poll, poll_seconds,
+                   [&](auto blk, int net, int w) {
+                     blk.single([&] { scratch.get(w, s, args.B, n_perm); });
+                     const auto ws = NetWorkspace<T>::carve(s, args.B, n_perm, scratch.scalars[w].data(),
+                                                            scratch.ints[w].data());
+                     // One thread of the team counts progress and decides whether to stop; every
+                     // thread then returns the same decision.
+                     auto on_epoch = [&](int) {
+                       blk.single([&] {
+                         control.units_done.fetch_add(1, std::memory_order_relaxed);
+                         stop[w] = control.cancelled.load(std::memory_order_relaxed);
+                       });
+                       return !stop[w];
+                     };
+                     train_network(blk, args, net, ws, on_epoch);
+                   });
 }
 
 }  // namespace fs
