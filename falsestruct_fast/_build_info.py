@@ -1,3 +1,3 @@
-source_hash = "00a1c571619d6c0c83adc75c2b9b65692f8645b95a0d51787648d62e9d830bf5"
+source_hash = "98442f2fb8bb4cf05399912a433fd5773b6d12fb19cc247659650b8e5517d7b5"
 cuda_built = True
 native_arch = True

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from falsestruct_fast import _native
+
 
 # ----------------------------------------------------------------------------------------
 # numeric comparison and data helpers
@@ -48,3 +50,21 @@ def make_targets(net, N, *, seed=1, S=None, X=None):
     return rng.integers(0, 2, size=shape).astype(np.float64)
 
 
+# Fused training through the low-level binding, with `emulate` EmulatedBlock threads (0: the
+# CPU engine). X is (N, D) or (S, N, D) with D the flattened input size.
+def native_train(net, params, X, y, *, shuffle, epochs, batch_size, record_every, adam, emulate,
+                  seeds=None):
+    S, P = params.flat.shape
+    theta = params.flat.copy()
+    m, v = np.zeros_like(theta), np.zeros_like(theta)
+    n_records = -(-epochs // record_every)
+    loss_h = np.full((S, n_records), np.nan)
+    acc_h = np.full((S, n_records), np.nan)
+    t = net.n_logits if net.loss == "sigmoid" else 1
+    Y = np.ascontiguousarray(np.asarray(y, dtype=theta.dtype).reshape(X.shape[:-1] + (t,)))
+    seeds = np.arange(S, dtype=np.uint64) if seeds is None else np.asarray(seeds, np.uint64)
+    done = _native.net_train(net.spec, {"sigmoid": 0, "softmax": 1}[net.loss], {"none": 0, "samples": 1, "batches": 2}[shuffle],
+                             adam.as_tuple(), X, Y, theta, m, v, seeds, epochs, batch_size, 0,
+                             record_every, loss_h, acc_h, 1, None, 2.0, emulate)
+    assert done == S * epochs
+    return theta, m, v, loss_h, acc_h

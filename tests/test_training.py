@@ -10,7 +10,7 @@ import pytest
 import falsestruct_fast as fs
 import reference as R
 from falsestruct_fast import _native
-from helpers import assert_close, assert_params_equal, make_data, make_targets
+from helpers import assert_close, assert_params_equal, make_data, make_targets, native_train as _native_train
 
 SHUFFLES = ["none", "samples", "batches"]
 LOSS_KIND = {"sigmoid": 0, "softmax": 1}
@@ -199,24 +199,6 @@ def test_seed_alone_equals_seed_among_64(per_seed_X):
 
 
 # ---- the EmulatedBlock executor (CUDA index mapping run on the CPU) ------------------------
-def _native_train(net, params, X, y, *, shuffle, epochs, batch_size, record_every, adam, emulate,
-                  seeds=None):
-    S, P = params.flat.shape
-    theta = params.flat.copy()
-    m, v = np.zeros_like(theta), np.zeros_like(theta)
-    n_records = -(-epochs // record_every)
-    loss_h = np.full((S, n_records), np.nan)
-    acc_h = np.full((S, n_records), np.nan)
-    t = net.n_logits if net.loss == "sigmoid" else 1
-    Y = np.ascontiguousarray(np.asarray(y, dtype=theta.dtype).reshape(X.shape[:-1] + (t,)))
-    seeds = np.arange(S, dtype=np.uint64) if seeds is None else np.asarray(seeds, np.uint64)
-    done = _native.net_train(net.spec, LOSS_KIND[net.loss], SHUFFLE_KIND[shuffle],
-                             adam.as_tuple(), X, Y, theta, m, v, seeds, epochs, batch_size, 0,
-                             record_every, loss_h, acc_h, 1, None, 2.0, emulate)
-    assert done == S * epochs
-    return theta, m, v, loss_h, acc_h
-
-
 @pytest.mark.parametrize("batch_size", [6, 17])  # 17: batch phases larger than 128 elements
 @pytest.mark.parametrize("shuffle", SHUFFLES)
 @pytest.mark.parametrize("widths,loss", [([3, 7, 5, 1], None), ([4, 6, 3], None),
