@@ -195,60 +195,52 @@ struct HostTeamBlock {
   int tid, n_threads;
   SpinBarrier* barrier;
 
-  void share(int n, int* lo, int* hi) const {
-    *lo = static_cast<int>((int64_t)n * tid / n_threads);
-    *hi = static_cast<int>((int64_t)n * (tid + 1) / n_threads);
+  // Runs fn(lo, count) on this thread's share [lo, lo + count) of n rows, then waits for the team.
+  template <class F>
+  void on_my_rows(int n, F&& fn) const {
+    const int lo = static_cast<int>((int64_t)n * tid / n_threads);
+    const int hi = static_cast<int>((int64_t)n * (tid + 1) / n_threads);
+    fn(lo, hi - lo);
+    barrier->wait();
   }
   template <class F>
   void map_1d(int n, F&& f) const {
-    int lo, hi;
-    share(n, &lo, &hi);
-    FS_SIMD
-    for (int i = lo; i < hi; ++i) f(i);
-    barrier->wait();
+    on_my_rows(n, [&](int lo, int count) { HostBlock{}.map_1d(count, [&](int i) { f(lo + i); }); });
   }
   template <class F>
   void map_2d(int rows, int cols, F&& f) const {
-    int lo, hi;
-    share(rows, &lo, &hi);
-    HostBlock{}.map_2d(hi - lo, cols, [&](int r, int c) { f(lo + r, c); });
-    barrier->wait();
+    on_my_rows(rows, [&](int lo, int count) {
+      HostBlock{}.map_2d(count, cols, [&](int r, int c) { f(lo + r, c); });
+    });
   }
   template <class Init, class Term, class Finish>
   void map_2d_sum(int rows, int cols, int len, Init&& init, Term&& term, Finish&& finish) const {
-    int lo, hi;
-    share(rows, &lo, &hi);
-    HostBlock{}.map_2d_sum(
-        hi - lo, cols, len, [&](int r, int c) { return init(lo + r, c); },
-        [&](int r, int c, int k) { return term(lo + r, c, k); },
-        [&](int r, int c, decltype(init(0, 0)) v) { finish(lo + r, c, v); });
-    barrier->wait();
+    on_my_rows(rows, [&](int lo, int count) {
+      HostBlock{}.map_2d_sum(
+          count, cols, len, [&](int r, int c) { return init(lo + r, c); },
+          [&](int r, int c, int k) { return term(lo + r, c, k); },
+          [&](int r, int c, decltype(init(0, 0)) v) { finish(lo + r, c, v); });
+    });
   }
   template <class Init, class Seg, class Finish>
   void map_2d_segment_sum(int rows, int cols, int n_seg, int w_stride, Init&& init, Seg&& segment,
                           Finish&& finish) const {
-    int lo, hi;
-    share(rows, &lo, &hi);
-    HostBlock{}.map_2d_segment_sum(
-        hi - lo, cols, n_seg, w_stride, [&](int r, int c) { return init(lo + r, c); },
-        [&](int r, int s) { return segment(lo + r, s); },
-        [&](int r, int c, decltype(init(0, 0)) v) { finish(lo + r, c, v); });
-    barrier->wait();
+    on_my_rows(rows, [&](int lo, int count) {
+      HostBlock{}.map_2d_segment_sum(
+          count, cols, n_seg, w_stride, [&](int r, int c) { return init(lo + r, c); },
+          [&](int r, int s) { return segment(lo + r, s); },
+          [&](int r, int c, decltype(init(0, 0)) v) { finish(lo + r, c, v); });
+    });
   }
   template <class F>
   void reduce_map_1d(int n, F&& f) const {
-    int lo, hi;
-    share(n, &lo, &hi);
-    for (int i = lo; i < hi; ++i) f(i);
-    barrier->wait();
+    on_my_rows(n, [&](int lo, int count) { HostBlock{}.reduce_map_1d(count, [&](int i) { f(lo + i); }); });
   }
   template <class F>
   void reduce_map_2d(int rows, int cols, F&& f) const {
-    int lo, hi;
-    share(rows, &lo, &hi);
-    for (int r = lo; r < hi; ++r)
-      for (int c = 0; c < cols; ++c) f(r, c);
-    barrier->wait();
+    on_my_rows(rows, [&](int lo, int count) {
+      HostBlock{}.reduce_map_2d(count, cols, [&](int r, int c) { f(lo + r, c); });
+    });
   }
   template <class F>
   void single(F&& f) const {

@@ -53,10 +53,18 @@ struct WorkerScratch {
   std::vector<std::vector<T>> scalars;
   std::vector<std::vector<int>> ints;
   explicit WorkerScratch(int n_workers) : scalars(n_workers), ints(n_workers) {}
-  NetWorkspace<T> get(int worker, const NetShape& s, int B, int N) {
+  // Grows worker's buffers for a batch of B rows and a permutation of N items.
+  void reserve(int worker, const NetShape& s, int B, int N) {
     scalars[worker].resize(NetWorkspace<T>::scalars(s, B));
     ints[worker].resize(NetWorkspace<T>::ints(B, N));
+  }
+  // The workspace in worker's buffers (after reserve with the same B, N).
+  NetWorkspace<T> view(int worker, const NetShape& s, int B, int N) {
     return NetWorkspace<T>::carve(s, B, N, scalars[worker].data(), ints[worker].data());
+  }
+  NetWorkspace<T> get(int worker, const NetShape& s, int B, int N) {
+    reserve(worker, s, B, N);
+    return view(worker, s, B, N);
   }
 };
 
@@ -103,9 +111,8 @@ void net_loss_and_grad_host(const NetShape& s, LossKind loss, const T* theta, in
   WorkerScratch<T> scratch(n_threads);
   for_each_network(s, N, S, n_threads, emulate_threads, control, nullptr, 0,
                    [&](auto blk, int net, int w) {
-                     NetWorkspace<T> ws;
-                     blk.single([&] { scratch.get(w, s, N, N); });
-                     ws = NetWorkspace<T>::carve(s, N, N, scratch.scalars[w].data(), scratch.ints[w].data());
+                     blk.single([&] { scratch.reserve(w, s, N, N); });  // once per team
+                     const auto ws = scratch.view(w, s, N, N);
                      net_loss_and_grad(blk, s, loss, theta + s.n_params * net, X + x_net_stride * net,
                                        Y + y_net_stride * net, N, ws, loss_out + net,
                                        grad_out + s.n_params * net,
@@ -126,9 +133,8 @@ void net_train_host(const TrainArgs<T>& args, int S, int n_threads, RunControl& 
   std::vector<char> stop(n_threads, 0);  // per team: the epoch hook's decision, shared
   for_each_network(s, args.B, S, n_threads, emulate_threads, control, poll, poll_seconds,
                    [&](auto blk, int net, int w) {
-                     blk.single([&] { scratch.get(w, s, args.B, n_perm); });
-                     const auto ws = NetWorkspace<T>::carve(s, args.B, n_perm, scratch.scalars[w].data(),
-                                                            scratch.ints[w].data());
+                     blk.single([&] { scratch.reserve(w, s, args.B, n_perm); });  // once per team
+                     const auto ws = scratch.view(w, s, args.B, n_perm);
                      // One thread of the team counts progress and decides whether to stop; every
                      // thread then returns the same decision.
                      auto on_epoch = [&](int) {
