@@ -1,3 +1,3 @@
-source_hash = "2e3a6c0b55a3f6f2a8b75856b0fce8cf2c8cd40c48e0e72eff0fc56d282f97d8"
+source_hash = "26720d06f47ea3a62563a720ef9e1843a9ebb6b228172d723a06b800e1051735"
 cuda_built = True
 native_arch = True

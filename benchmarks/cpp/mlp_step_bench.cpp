@@ -2,7 +2,7 @@
 // header-only core used directly from C++, and gives a symbol-rich binary for profilers.
 //   g++ -O3 -march=native -fopenmp-simd -D_OPENMP_SIMD_ENABLED -ffp-contract=fast \
 //       -fno-math-errno -fno-trapping-math -Isrc benchmarks/cpp/mlp_step_bench.cpp -o mlp_step_bench
-//   ./mlp_step_bench [float|double] [networks] [epochs]
+//   ./mlp_step_bench [float|double] [networks] [epochs] [none|samples|batches]
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -12,7 +12,7 @@
 #include "falsestruct/network_host.h"
 
 template <class T>
-void run(int S, int epochs) {
+void run(int S, int epochs, fs::ShuffleMode shuffle) {
   const int widths[] = {2, 104, 1};
   fs::NetShape shape;
   fs::make_mlp_shape(widths, 3, &shape);
@@ -31,7 +31,7 @@ void run(int S, int epochs) {
   fs::TrainArgs<T> a;
   a.shape = shape;
   a.loss = fs::LossKind::SigmoidCE;
-  a.shuffle = fs::ShuffleMode::Samples;
+  a.shuffle = shuffle;
   a.X = X.data();
   a.x_net_stride = 0;
   a.Y = Y.data();
@@ -60,6 +60,10 @@ int main(int argc, char** argv) {
   const std::string type = argc > 1 ? argv[1] : "float";
   const int S = argc > 2 ? std::atoi(argv[2]) : 4;
   const int epochs = argc > 3 ? std::atoi(argv[3]) : 500;
-  if (type == "double") run<double>(S, epochs);
-  else run<float>(S, epochs);
+  const std::string mode = argc > 4 ? argv[4] : "none";
+  const fs::ShuffleMode shuffle = mode == "samples"   ? fs::ShuffleMode::Samples
+                                  : mode == "batches" ? fs::ShuffleMode::Batches
+                                                      : fs::ShuffleMode::None;
+  if (type == "double") run<double>(S, epochs, shuffle);
+  else run<float>(S, epochs, shuffle);
 }

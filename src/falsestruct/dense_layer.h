@@ -14,7 +14,9 @@
 // The choice depends only on the shape, so every executor computes the same sums in the same
 // order and agrees with the others bit for bit.
 #pragma once
+#include <math.h>
 #include "config.h"
+#include "executor.h"
 
 namespace fs {
 
@@ -37,56 +39,29 @@ FS_HD FS_INLINE void with_narrow_width(int n_out, Body&& body) {
   else body(n_out);
 }
 
-// Partial sums of a lane dot product: a fixed count, so the summation order does not depend
-// on the executor.
-constexpr int kDotLanes = 16;
-
-// sum_{k < len} term(k): kDotLanes interleaved partial sums over the whole chunks (and a half
-// chunk of 8 into the first 8), a fixed pairwise tree over them, then the remaining < 8 terms
-// in order. Vectorises on the host; one CUDA thread runs it sequentially.
-template <class T, class Term>
-FS_HD FS_INLINE T lane_dot(int len, Term term) {
-  static_assert(kDotLanes == 16, "the tree below is written for 16 lanes");
-  T acc[kDotLanes];
-  FS_SIMD
-  for (int q = 0; q < kDotLanes; ++q) acc[q] = T(0);
-  int k0 = 0;
-  for (; k0 + kDotLanes <= len; k0 += kDotLanes) {
-    FS_SIMD
-    for (int q = 0; q < kDotLanes; ++q) acc[q] += term(k0 + q);
-  }
-  if (k0 + 8 <= len) {
-    FS_SIMD
-    for (int q = 0; q < 8; ++q) acc[q] += term(k0 + q);
-    k0 += 8;
-  }
-  FS_SIMD
-  for (int q = 0; q < 8; ++q) acc[q] += acc[q + 8];
-  FS_SIMD
-  for (int q = 0; q < 4; ++q) acc[q] += acc[q + 4];
-  T sum = (acc[0] + acc[2]) + (acc[1] + acc[3]);
-  for (int k = k0; k < len; ++k) sum += term(k);
-  return sum;
+// max(s, 0) when relu, else s; NaN passes through (s < 0 is false), so divergence stays
+// visible. Branch-free: a branch on the sign of a logit mispredicts once samples are shuffled.
+template <class T>
+FS_HD FS_INLINE T relu_if(bool relu, T s) {
+  const T lo = relu ? T(0) : -T(INFINITY);
+  return s < lo ? lo : s;
 }
 
 // y[n][j] = act(b[j] + sum_i x[n][i] * W[i][j]);  W is (n_in, n_out) row-major (Keras).
 template <class Block, class T>
 FS_HD void dense_forward(const Block& blk, const T* W, const T* b, const T* x, T* y, int n_in,
                          int n_out, int B, bool relu) {
-  // NaN passes through the ReLU (s < 0 is false), so divergence stays visible.
   if (narrow_outputs(n_out)) {
     with_narrow_width(n_out, [&](auto n_out) {
-      blk.reduce_map_2d(B, n_out, [=](int n, int j) {
-        const T* xn = x + (int64_t)n * n_in;
-        const T s = b[j] + lane_dot<T>(n_in, [=](int i) { return xn[i] * W[i * n_out + j]; });
-        y[(int64_t)n * n_out + j] = (relu && s < T(0)) ? T(0) : s;
-      });
+      blk.map_2d_dot(
+          B, n_out, n_in, [=](int n, int j, int i) { return x[(int64_t)n * n_in + i] * W[i * n_out + j]; },
+          [=](int n, int j, T s) { y[(int64_t)n * n_out + j] = relu_if(relu, b[j] + s); });
     });
   } else {
     blk.map_2d_sum(
         B, n_out, n_in, [=](int, int j) { return b[j]; },
         [=](int n, int j, int i) { return x[(int64_t)n * n_in + i] * W[i * n_out + j]; },
-        [=](int n, int j, T s) { y[(int64_t)n * n_out + j] = (relu && s < T(0)) ? T(0) : s; });
+        [=](int n, int j, T s) { y[(int64_t)n * n_out + j] = relu_if(relu, s); });
   }
 }
 
@@ -106,11 +81,9 @@ FS_HD void dense_backward_input(const Block& blk, const T* W, const T* x, const 
           [=](int n, int i, int j) { return dy[(int64_t)n * n_out + j] * W[i * n_out + j]; }, store);
     });
   } else {
-    blk.reduce_map_2d(B, n_in, [=](int n, int i) {
-      const T* dyn = dy + (int64_t)n * n_out;
-      const T* Wi = W + (int64_t)i * n_out;
-      store(n, i, lane_dot<T>(n_out, [=](int j) { return dyn[j] * Wi[j]; }));
-    });
+    blk.map_2d_dot(
+        B, n_in, n_out,
+        [=](int n, int i, int j) { return dy[(int64_t)n * n_out + j] * W[(int64_t)i * n_out + j]; }, store);
   }
 }
 

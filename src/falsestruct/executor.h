@@ -71,6 +71,53 @@ FS_HD FS_INLINE void segment_sum_element(int r, int c, int n_seg, int w_stride, 
   finish(r, c, acc);
 }
 
+// Dot phase: element (r, c) is finish(r, c, sum_{k < len} term(r, c, k)), summed in a fixed
+// order so that every executor agrees: kDotLanes interleaved partial sums over the whole
+// chunks of 16 (and a half chunk of 8 into the first 8), a fixed pairwise tree over them,
+// then the remaining < 8 terms in order. lane_dot_rows computes R such sums at once (R
+// independent chains hide the FMA latency on the host; CUDA runs R = 1 per thread).
+constexpr int kDotLanes = 16;
+
+template <int R, class T, class Term>
+FS_HD FS_INLINE void lane_dot_rows(int len, Term& term, T* out) {
+  static_assert(kDotLanes == 16, "the tree below is written for 16 lanes");
+  T acc[R][kDotLanes];
+  for (int q = 0; q < R; ++q) {
+    FS_SIMD
+    for (int l = 0; l < kDotLanes; ++l) acc[q][l] = T(0);
+  }
+  int k0 = 0;
+  for (; k0 + kDotLanes <= len; k0 += kDotLanes)
+    for (int q = 0; q < R; ++q) {
+      FS_SIMD
+      for (int l = 0; l < kDotLanes; ++l) acc[q][l] += term(q, k0 + l);
+    }
+  const bool half = k0 + 8 <= len;
+  for (int q = 0; q < R; ++q) {
+    if (half) {
+      FS_SIMD
+      for (int l = 0; l < 8; ++l) acc[q][l] += term(q, k0 + l);
+    }
+    FS_SIMD
+    for (int l = 0; l < 8; ++l) acc[q][l] += acc[q][l + 8];
+    FS_SIMD
+    for (int l = 0; l < 4; ++l) acc[q][l] += acc[q][l + 4];
+    T sum = (acc[q][0] + acc[q][2]) + (acc[q][1] + acc[q][3]);
+    for (int k = half ? k0 + 8 : k0; k < len; ++k) sum += term(q, k);
+    out[q] = sum;
+  }
+}
+
+// One element of a dot phase (see above), for executors that run elements one by one.
+template <class Term, class Finish>
+FS_HD FS_INLINE void dot_element(int r, int c, int len, Term& term, Finish& finish) {
+  using T = decltype(term(0, 0, 0));
+  auto row_term = [&](int, int k) { return term(r, c, k); };
+  T sum;
+  lane_dot_rows<1>(len, row_term, &sum);
+  finish(r, c, sum);
+}
+
 // ---- CPU engine ---------------------------------------------------------------------------
 struct HostBlock {
   // Elementwise phase: SIMD lanes run over i.
@@ -150,16 +197,22 @@ struct HostBlock {
     FS_SIMD
     for (int c = 0; c < W; ++c) finish(r, c0 + c, acc[c]);
   }
-  // Phase whose elements each reduce a long contiguous vector: the body vectorises its own
-  // reduction (lane_dot), so the element loops stay scalar.
-  template <class F>
-  FS_INLINE void reduce_map_1d(int n, F&& f) const {
-    for (int i = 0; i < n; ++i) f(i);
-  }
-  template <class F>
-  FS_INLINE void reduce_map_2d(int rows, int cols, F&& f) const {
-    for (int r = 0; r < rows; ++r)
-      for (int c = 0; c < cols; ++c) f(r, c);
+  // Dot phase (see lane_dot_rows): lanes run over k; four rows at a time give four
+  // independent accumulator chains. Each row's sum has the same order as dot_element's.
+  template <class Term, class Finish>
+  FS_INLINE void map_2d_dot(int rows, int cols, int len, Term&& term, Finish&& finish) const {
+    using T = decltype(term(0, 0, 0));
+    constexpr int R = 4;
+    for (int c = 0; c < cols; ++c) {
+      int r0 = 0;
+      for (; r0 + R <= rows; r0 += R) {
+        auto group_term = [&](int q, int k) { return term(r0 + q, c, k); };
+        T sum[R];
+        lane_dot_rows<R>(len, group_term, sum);
+        for (int q = 0; q < R; ++q) finish(r0 + q, c, sum[q]);
+      }
+      for (; r0 < rows; ++r0) dot_element(r0, c, len, term, finish);
+    }
   }
   // Serial phase (run once per block).
   template <class F>
@@ -232,14 +285,12 @@ struct HostTeamBlock {
           [&](int r, int c, decltype(init(0, 0)) v) { finish(lo + r, c, v); });
     });
   }
-  template <class F>
-  void reduce_map_1d(int n, F&& f) const {
-    on_my_rows(n, [&](int lo, int count) { HostBlock{}.reduce_map_1d(count, [&](int i) { f(lo + i); }); });
-  }
-  template <class F>
-  void reduce_map_2d(int rows, int cols, F&& f) const {
+  template <class Term, class Finish>
+  void map_2d_dot(int rows, int cols, int len, Term&& term, Finish&& finish) const {
     on_my_rows(rows, [&](int lo, int count) {
-      HostBlock{}.reduce_map_2d(count, cols, [&](int r, int c) { f(lo + r, c); });
+      HostBlock{}.map_2d_dot(
+          count, cols, len, [&](int r, int c, int k) { return term(lo + r, c, k); },
+          [&](int r, int c, decltype(term(0, 0, 0)) v) { finish(lo + r, c, v); });
     });
   }
   template <class F>
@@ -272,10 +323,10 @@ struct EmulatedBlock {
       segment_sum_element(r, c, n_seg, w_stride, init, segment, finish);
     });
   }
-  template <class F>
-  void reduce_map_1d(int n, F&& f) const { map_1d(n, f); }
-  template <class F>
-  void reduce_map_2d(int rows, int cols, F&& f) const { map_2d(rows, cols, f); }
+  template <class Term, class Finish>
+  void map_2d_dot(int rows, int cols, int len, Term&& term, Finish&& finish) const {
+    map_2d(rows, cols, [&](int r, int c) { dot_element(r, c, len, term, finish); });
+  }
   template <class F>
   void single(F&& f) const { f(); }
 };
@@ -305,10 +356,11 @@ struct CudaBlock {
       segment_sum_element(r, c, n_seg, w_stride, init, segment, finish);
     });
   }
-  template <class F>
-  __device__ FS_INLINE void reduce_map_1d(int n, F&& f) const { map_1d(n, f); }
-  template <class F>
-  __device__ FS_INLINE void reduce_map_2d(int rows, int cols, F&& f) const { map_2d(rows, cols, f); }
+  template <class Term, class Finish>
+  __device__ FS_INLINE void map_2d_dot(int rows, int cols, int len, Term&& term,
+                                       Finish&& finish) const {
+    map_2d(rows, cols, [&](int r, int c) { dot_element(r, c, len, term, finish); });
+  }
   template <class F>
   __device__ FS_INLINE void single(F&& f) const {
     if (threadIdx.x == 0) f();
