@@ -32,6 +32,67 @@ int threads_or_default(int n_threads) {
   return hw ? static_cast<int>(hw) : 1;
 }
 
+// Called on the calling thread while workers run: re-acquires the GIL for Ctrl-C and the
+// progress callback progress(done, total). A KeyboardInterrupt or an exception from the
+// callback is stored in `pending` and cancels the run.
+std::function<bool()> python_poll(fs::RunControl& control, py::object progress, int64_t total,
+                                  std::exception_ptr& pending) {
+  return [&control, progress, total, &pending]() -> bool {
+    py::gil_scoped_acquire gil;
+    try {
+      if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+      if (!progress.is_none()) progress(control.units_done.load(), total);
+      return true;
+    } catch (...) {
+      pending = std::current_exception();
+      return false;
+    }
+  };
+}
+
+template <class T>
+void deepfool_impl(const fs::NetShape& s, py::array theta, py::array X, py::array pert,
+                   py::array iters, py::array status, const fs::DeepFoolOptions& o,
+                   py::object progress, int n_threads, int emulate) {
+  const int S = fs_py::leading_dim(theta, "theta");
+  const T* th = checked_data<T>(theta, "theta", {-1, s.n_params}, false);
+  int64_t xs;
+  int N;
+  const T* x = data_array<T>(X, "X", S, s.width[0], &xs, &N);
+  if (N < 1) throw py::value_error("X: no points");
+  T* p = checked_data<T>(pert, "perturbation_out", {S, N, s.width[0]}, true);
+  int* it = checked_data<int>(iters, "iterations_out", {S, N}, true);
+  int* st = checked_data<int>(status, "status_out", {S, N}, true);
+  if (o.max_iter < 0) throw py::value_error("max_iter: must be >= 0");
+  if (!(o.overshoot >= 0)) throw py::value_error("overshoot: must be >= 0");
+  const int K = s.n_logits();
+  if (K > 1 && (o.candidates < 1 || o.candidates > K - 1))
+    throw py::value_error("candidates: must be in [1, " + std::to_string(K - 1) + "]");
+  if (o.clip && !(o.lo < o.hi)) throw py::value_error("clip: expected lo < hi");
+  fs::RunControl control;
+  std::exception_ptr pending;
+  const auto poll = python_poll(control, progress, static_cast<int64_t>(S) * N, pending);
+  {
+    py::gil_scoped_release release;
+    fs::deepfool_host(s, th, S, x, xs, N, o, p, it, st, n_threads, control, poll, 0.5, emulate);
+  }
+  if (pending) std::rethrow_exception(pending);
+  if (!progress.is_none()) progress(control.units_done.load(), static_cast<int64_t>(S) * N);
+}
+
+template <class T>
+void logit_input_grads_impl(const fs::NetShape& s, py::array theta, py::array X, py::array out,
+                            int n_threads, int emulate) {
+  const int S = fs_py::leading_dim(theta, "theta");
+  const T* th = checked_data<T>(theta, "theta", {-1, s.n_params}, false);
+  int64_t xs;
+  int N;
+  const T* x = data_array<T>(X, "X", S, s.width[0], &xs, &N);
+  T* o = checked_data<T>(out, "out", {S, N, s.n_logits(), s.width[0]}, true);
+  py::gil_scoped_release release;
+  fs::logit_input_grads_host(s, th, S, x, xs, N, o, n_threads, emulate);
+}
+
 template <class T>
 void init_impl(const fs::NetShape& s, py::array seeds, py::array theta, int n_threads) {
   const int S = fs_py::leading_dim(seeds, "seeds");
@@ -86,19 +147,8 @@ int64_t train_impl(const fs::NetShape& s, int loss_kind, int shuffle, py::tuple 
   const int S = fs_py::leading_dim(theta, "theta");
   fs::RunControl control;
   const int64_t total = static_cast<int64_t>(S) * epochs;
-  // Called on this thread while workers run: re-acquire the GIL for Ctrl-C and callbacks.
-  std::exception_ptr pending;  // a KeyboardInterrupt or an exception from the callback
-  std::function<bool()> poll = [&]() -> bool {
-    py::gil_scoped_acquire gil;
-    try {
-      if (PyErr_CheckSignals() != 0) throw py::error_already_set();
-      if (!progress.is_none()) progress(control.units_done.load(), total);
-      return true;
-    } catch (...) {
-      pending = std::current_exception();
-      return false;
-    }
-  };
+  std::exception_ptr pending;
+  const auto poll = python_poll(control, progress, total, pending);
   {
     py::gil_scoped_release release;
     fs::net_train_host(a, S, threads_or_default(n_threads), control, poll, progress_seconds, emulate);
@@ -156,6 +206,50 @@ PYBIND11_MODULE(_native, mod) {
       py::arg("loss_out"), py::arg("grad_out"), py::arg("input_grad_out") = py::none(),
       py::arg("n_threads") = 0, py::arg("emulate_threads") = 0,
       "Mean loss (S,), gradient (S, P) and optionally input gradient (S, N, d) over all rows.");
+
+  mod.def(
+      "net_deepfool",
+      [](const std::vector<int>& spec, py::array theta, py::array X, py::array pert, py::array iters,
+         py::array status, double overshoot, int max_iter, bool linf, int candidates, bool foolbox,
+         py::object clip, int n_threads, py::object progress, int emulate_threads) {
+        const auto s = shape_from(spec);
+        fs::DeepFoolOptions o;
+        o.overshoot = overshoot;
+        o.max_iter = max_iter;
+        o.linf = linf;
+        o.candidates = candidates;
+        o.foolbox = foolbox;
+        if (!clip.is_none()) {
+          const auto box = clip.cast<std::pair<double, double>>();
+          o.clip = true;
+          o.lo = box.first;
+          o.hi = box.second;
+        }
+        n_threads = threads_or_default(n_threads);
+        if (is_float64(theta))
+          deepfool_impl<double>(s, theta, X, pert, iters, status, o, progress, n_threads, emulate_threads);
+        else
+          deepfool_impl<float>(s, theta, X, pert, iters, status, o, progress, n_threads, emulate_threads);
+      },
+      py::arg("spec"), py::arg("theta"), py::arg("X"), py::arg("perturbation_out"),
+      py::arg("iterations_out"), py::arg("status_out"), py::arg("overshoot"), py::arg("max_iter"),
+      py::arg("linf"), py::arg("candidates"), py::arg("foolbox"), py::arg("clip") = py::none(),
+      py::arg("n_threads") = 0, py::arg("progress") = py::none(), py::arg("emulate_threads") = 0,
+      "DeepFool on every point of X (N, d) or (S, N, d) for each network: perturbation (S, N, d), "
+      "iterations (S, N) int32, status (S, N) int32 written in place.");
+
+  mod.def(
+      "net_logit_input_grads",
+      [](const std::vector<int>& spec, py::array theta, py::array X, py::array out, int n_threads,
+         int emulate_threads) {
+        const auto s = shape_from(spec);
+        n_threads = threads_or_default(n_threads);
+        if (is_float64(theta)) logit_input_grads_impl<double>(s, theta, X, out, n_threads, emulate_threads);
+        else logit_input_grads_impl<float>(s, theta, X, out, n_threads, emulate_threads);
+      },
+      py::arg("spec"), py::arg("theta"), py::arg("X"), py::arg("out"), py::arg("n_threads") = 0,
+      py::arg("emulate_threads") = 0,
+      "Gradient of every logit w.r.t. the input: out (S, N, K, d) for X (N, d) or (S, N, d).");
 
   mod.def(
       "net_train",

@@ -7,11 +7,14 @@ Quick start::
     params = fs.init(net, seeds=range(256), dtype="float32")
     fit = fs.train(net, params, X, y, epochs=100, batch_size=50)
     logits = fs.forward(net, fit.params, X)        # (S, N, 1)
+    adv = fs.deepfool(net, fit.params, X)          # adv.norm (S, N), adv.flipped, ...
 """
 from ._native_loader import build_info
+from .attacks import (AttackResult, AttackStatus, StabilitySummary, deepfool, fast_gradient_attack,
+                      random_attack, stability)
 from .cnn import CNN, Conv2D, Dense, Flatten, MaxPool2D, paper_cnn
 from .mlp import MLP
-from .network import Network, Params, forward, init, loss_and_grad, predict
+from .network import Network, Params, forward, init, input_grad, loss_and_grad, predict
 from .optim import Adam, AdamState
 from .training import TrainResult, train
 from .weights import from_keras, from_torch, save_npz, to_keras, weight_names
@@ -21,5 +24,6 @@ __version__ = "0.1.0"
 __all__ = [
     "MLP", "CNN", "Conv2D", "MaxPool2D", "Flatten", "Dense", "paper_cnn", "Network", "Params", "init", "forward", "predict", "loss_and_grad", "train", "TrainResult",
     "Adam", "AdamState", "to_keras", "from_keras", "save_npz", "from_torch", "weight_names",
-    "build_info", "__version__",
+    "input_grad", "deepfool", "random_attack", "fast_gradient_attack", "AttackResult", "AttackStatus",
+    "stability", "StabilitySummary", "build_info", "__version__",
 ]

@@ -1,3 +1,3 @@
-source_hash = "26720d06f47ea3a62563a720ef9e1843a9ebb6b228172d723a06b800e1051735"
+source_hash = "5c685a3cda85acf5a82ee99b892a15bc8ec2f5283cc4d9312af7219eeee03975"
 cuda_built = True
 native_arch = True

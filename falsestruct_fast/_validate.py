@@ -50,8 +50,9 @@ def finite(a: np.ndarray, name: str) -> None:
         raise ValueError(f"{name}: contains NaN or inf (first at index {tuple(int(i) for i in bad)})")
 
 
-def float_array(x, name: str, dtype: np.dtype) -> np.ndarray:
-    """A C-contiguous array of exactly `dtype` (copying only when needed), finite."""
+def float_array(x, name: str, dtype: np.dtype, check_finite: bool = True) -> np.ndarray:
+    """A C-contiguous array of exactly `dtype` (copying only when needed), finite unless
+    check_finite is False."""
     if isinstance(x, np.ndarray):
         if x.dtype.kind not in "iuf":
             raise TypeError(f"{name}: must be a float array, got dtype {x.dtype}")
@@ -68,5 +69,6 @@ def float_array(x, name: str, dtype: np.dtype) -> np.ndarray:
         except (TypeError, ValueError) as exc:
             raise TypeError(f"{name}: cannot be converted to a {dtype} array ({exc})") from None
     x = np.ascontiguousarray(x)
-    finite(x, name)
+    if check_finite:
+        finite(x, name)
     return x

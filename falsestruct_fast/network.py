@@ -180,15 +180,16 @@ def _threads(threads) -> int:
     return V.integer(threads, "threads", minimum=1)
 
 
-def data_arrays(net: Network, S: int, dtype: np.dtype, X, y=None):
+def data_arrays(net: Network, S: int, dtype: np.dtype, X, y=None, check_finite: bool = True):
     """Validated (X, Y) for the native engine.
 
     X: (N, *input_shape) shared by all networks or (S, N, *input_shape); for an MLP
     input_shape = (d,), for a CNN (H, W, C). y (sigmoid loss): (N,) or (N, K), or with a
     leading S; values in [0, 1]. y (softmax loss): class indices (N,) or (S, N).
     Returns X flattened per sample, (N, D) or (S, N, D), and Y as (N, t) or (S, N, t), in `dtype`.
+    NaN/inf in X is an error unless check_finite is False (attacks report such points).
     """
-    X = V.float_array(X, "X", dtype)
+    X = V.float_array(X, "X", dtype, check_finite)
     shape = tuple(net.input_shape)
     k = len(shape)
     if X.ndim not in (k + 1, k + 2) or tuple(X.shape[X.ndim - k:]) != shape:
@@ -249,6 +250,12 @@ def forward(net: Network, params, X, threads: int | None = None) -> np.ndarray:
     """
     flat = flatten(net, params)
     X, _ = data_arrays(net, flat.shape[0], flat.dtype, X)
+    return logits_of_rows(net, flat, X, threads)
+
+
+def logits_of_rows(net: Network, flat: np.ndarray, X: np.ndarray, threads=None) -> np.ndarray:
+    """forward() on already validated arrays: flat (S, P), X (N, D) or (S, N, D) flattened rows
+    of the same dtype (NaN/inf allowed: they propagate to the logits)."""
     out = np.empty((flat.shape[0], X.shape[-2], net.n_logits), dtype=flat.dtype)
     _native.net_forward(net.spec, flat, X, out, _threads(threads))
     return out
@@ -260,6 +267,37 @@ def predict(net: Network, params, X, threads: int | None = None) -> np.ndarray:
     if net.n_logits == 1:
         return (z[..., 0] > 0).astype(np.int64)
     return np.argmax(z, axis=-1)
+
+
+def input_grad(net: Network, params, X, logit: int | None = None, threads: int | None = None) -> np.ndarray:
+    """Gradient of the logits with respect to the input, for every network and point.
+
+    Parameters
+    ----------
+    net : MLP or CNN
+    params : Params (S networks)
+    X : array (N, *input_shape) or (S, N, *input_shape), the params' dtype
+    logit : int, optional
+        Which logit to differentiate. None: all of them.
+
+    Returns
+    -------
+    ndarray of the params' dtype: (S, N, *input_shape) for one logit (``logit`` given, or a
+    single-logit network), else (S, N, K, *input_shape) with ``[s, n, k]`` = d z_k / d x_n.
+    Computed natively (forward once, then one backward pass per logit).
+    """
+    flat = flatten(net, params)
+    S, K = flat.shape[0], net.n_logits
+    if logit is not None:
+        logit = V.integer(logit, "logit", 0, K - 1)
+    Xf, _ = data_arrays(net, S, flat.dtype, X)
+    N = Xf.shape[-2]
+    out = np.empty((S, N, K, net.n_inputs), dtype=flat.dtype)
+    _native.net_logit_input_grads(net.spec, flat, Xf, out, _threads(threads))
+    out = out.reshape((S, N, K) + tuple(net.input_shape))
+    if logit is not None:
+        return np.ascontiguousarray(out[:, :, logit])
+    return out[:, :, 0] if K == 1 else out
 
 
 def loss_and_grad(net: Network, params, X, y, *, wrt_input: bool = False, threads: int | None = None):

@@ -85,11 +85,13 @@ FS_HD void net_forward(const Block& blk, const NetShape& s, const T* theta, T* a
 }
 
 // Backward from the logit gradient in ws.delta_a (B, K); writes all parameter gradients to
-// ws.grad. With want_input_grad, also the gradient w.r.t. the input batch (B, d); the
-// returned pointer is the delta buffer that holds it (nullptr otherwise).
+// ws.grad unless want_param_grads is false. With want_input_grad, also the gradient w.r.t. the
+// input batch (B, d); the returned pointer is the delta buffer that holds it (nullptr
+// otherwise).
 template <class Block, class T>
 FS_HD T* net_backward(const Block& blk, const NetShape& s, const T* theta,
-                      const NetWorkspace<T>& ws, int B, bool want_input_grad) {
+                      const NetWorkspace<T>& ws, int B, bool want_input_grad,
+                      bool want_param_grads = true) {
   T* dy = ws.delta_a;
   T* dx = ws.delta_b;
   for (int l = s.n_layers - 1; l >= 0; --l) {
@@ -105,7 +107,7 @@ FS_HD T* net_backward(const Block& blk, const NetShape& s, const T* theta,
     switch (L.kind) {
       case LayerKind::Dense:
         if (need_dx) dense_backward_input(blk, W, x, dy, dx, s.n_in(l), s.n_out(l), B, relu_input);
-        dense_backward_params(blk, x, dy, dW, db, s.n_in(l), s.n_out(l), B);
+        if (want_param_grads) dense_backward_params(blk, x, dy, dW, db, s.n_in(l), s.n_out(l), B);
         break;
       case LayerKind::Conv2D: {
         const ConvGeometry g{B, L.in_h, L.in_w, L.in_c, L.out_c, L.k};
@@ -113,7 +115,7 @@ FS_HD T* net_backward(const Block& blk, const NetShape& s, const T* theta,
           conv2d_transpose_kernel(blk, g, W, ws.kernel_t);
           conv2d_backward_input(blk, g, ws.kernel_t, x, dy, dx, relu_input);
         }
-        conv2d_backward_params(blk, g, x, dy, dW, db);
+        if (want_param_grads) conv2d_backward_params(blk, g, x, dy, dW, db);
         break;
       }
       case LayerKind::MaxPool2:

@@ -6,6 +6,7 @@
 #include <vector>
 #include "executor.h"
 #include "host_runner.h"
+#include "deepfool.h"
 #include "init.h"
 #include "network.h"
 
@@ -76,29 +77,82 @@ void net_init_host(const NetShape& s, const uint64_t* seeds, int S, T* theta, in
       [&](int net, int) { glorot_uniform_init(s, seeds[net], theta + s.n_params * net); }, nullptr, 0);
 }
 
+// Rows per attack work item: small enough that one network's points spread over the threads
+// and that the compacted active list stays short, large enough for the conv phases.
+constexpr int kAttackTile = 64;
+
+// Runs fn(blk, net, row0, B, worker) for every tile of `tile` rows of every network, in
+// parallel over networks and tiles.
+template <class F>
+void for_each_row_tile(int S, int N, int tile, int n_threads, int emulate_threads,
+                       RunControl& control, const std::function<bool()>& poll, double poll_seconds,
+                       F&& fn) {
+  const int n_tiles = (N + tile - 1) / tile;
+  parallel_for_networks(
+      S * n_tiles, n_threads, control,
+      [&](int unit, int w) {
+        const int net = unit / n_tiles, row0 = (unit % n_tiles) * tile;
+        const int B = std::min(tile, N - row0);  // the last tile may be shorter
+        with_host_block(emulate_threads, [&](auto blk) { fn(blk, net, row0, B, w); });
+      },
+      poll, poll_seconds);
+}
 
 // out (S, N, K) = logits of X (N, d) or (S, N, d) (x_net_stride = 0 or N * d). Tiles of rows
 // are independent work items, so threads share a single network's rows too.
 template <class T>
 void net_forward_host(const NetShape& s, const T* theta, int S, const T* X, int64_t x_net_stride,
                       int N, T* out, int n_threads, int emulate_threads = 0) {
-  const int tile = forward_tile(s, N);
-  const int n_tiles = (N + tile - 1) / tile;
   const int K = s.n_logits();
   RunControl control;
   WorkerScratch<T> scratch(n_threads);
-  parallel_for_networks(
-      S * n_tiles, n_threads, control,
-      [&](int unit, int w) {
-        const int net = unit / n_tiles, row0 = (unit % n_tiles) * tile;
-        const int B = std::min(tile, N - row0);  // the last tile may be shorter
-        const auto ws = scratch.get(w, s, B, B);
-        with_host_block(emulate_threads, [&](auto blk) {
-          net_forward_rows(blk, s, theta + s.n_params * net, X + x_net_stride * net, row0, B,
-                           out + ((int64_t)net * N + row0) * K, ws);
-        });
-      },
-      nullptr, 0);
+  for_each_row_tile(S, N, forward_tile(s, N), n_threads, emulate_threads, control, nullptr, 0,
+                    [&](auto blk, int net, int row0, int B, int w) {
+                      net_forward_rows(blk, s, theta + s.n_params * net, X + x_net_stride * net, row0,
+                                       B, out + ((int64_t)net * N + row0) * K, scratch.get(w, s, B, B));
+                    });
+}
+
+// DeepFool on every point of X (N, d) or (S, N, d) for each of S networks: pert (S, N, d),
+// iters (S, N), status (S, N) (see deepfool_rows).
+template <class T>
+void deepfool_host(const NetShape& s, const T* theta, int S, const T* X, int64_t x_net_stride, int N,
+                   const DeepFoolOptions& o, T* pert, int* iters, int* status, int n_threads,
+                   RunControl& control, const std::function<bool()>& poll, double poll_seconds,
+                   int emulate_threads = 0) {
+  const int tile = std::min(forward_tile(s, N), kAttackTile);
+  const int C = s.n_logits() == 1 ? 1 : o.candidates;
+  const int d = s.width[0];
+  WorkerScratch<T> scratch(n_threads);
+  for_each_row_tile(S, N, tile, n_threads, emulate_threads, control, poll, poll_seconds,
+                    [&](auto blk, int net, int row0, int B, int w) {
+                      scratch.scalars[w].resize(DeepFoolWorkspace<T>::scalars(s, B));
+                      scratch.ints[w].resize(DeepFoolWorkspace<T>::ints(B, C));
+                      const auto ws = DeepFoolWorkspace<T>::carve(s, B, C, scratch.scalars[w].data(),
+                                                                  scratch.ints[w].data());
+                      const int64_t first = (int64_t)net * N + row0;
+                      deepfool_rows(blk, s, theta + s.n_params * net, X + x_net_stride * net, row0, B,
+                                    o, ws, pert + first * d, iters + first, status + first);
+                      control.units_done.fetch_add(B, std::memory_order_relaxed);
+                    });
+}
+
+// out (S, N, K, d): gradient of every logit w.r.t. the input at each row of X (N, d) or
+// (S, N, d).
+template <class T>
+void logit_input_grads_host(const NetShape& s, const T* theta, int S, const T* X,
+                            int64_t x_net_stride, int N, T* out, int n_threads,
+                            int emulate_threads = 0) {
+  const int tile = forward_tile(s, N);
+  const int64_t row_size = (int64_t)s.n_logits() * s.width[0];
+  RunControl control;
+  WorkerScratch<T> scratch(n_threads);
+  for_each_row_tile(S, N, tile, n_threads, emulate_threads, control, nullptr, 0,
+                    [&](auto blk, int net, int row0, int B, int w) {
+                      logit_input_grads_rows(blk, s, theta + s.n_params * net, X + x_net_stride * net,
+                                             row0, B, out + ((int64_t)net * N + row0) * row_size,
+                                             scratch.get(w, s, B, B));
+                    });
 }
 
 // loss (S,), grad (S, P), and optionally input_grad (S, N, d), over the full data set.

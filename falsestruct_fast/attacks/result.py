@@ -1,0 +1,75 @@
+"""The result of an attack on S networks x N points, shared by DeepFool and the baselines."""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+import numpy as np
+
+
+class AttackStatus(enum.IntEnum):
+    """Per-point outcome (``AttackResult.status``)."""
+
+    FLIPPED = 0        #: x + perturbation has a different label than x
+    MAX_ITER = 1       #: the iteration / search budget ran out without a label change
+    ZERO_GRADIENT = 2  #: no direction to step in (all candidate gradients are zero)
+    NON_FINITE = 3     #: NaN/inf in the point, the logits or the gradients
+
+
+def norms(v: np.ndarray, ord_, lead: int = 2) -> np.ndarray:
+    """Norm of each point of v (the first `lead` axes index points), in float64."""
+    flat = v.reshape(v.shape[:lead] + (-1,)).astype(np.float64, copy=False)
+    if ord_ == 2:
+        return np.sqrt(np.einsum("...i,...i->...", flat, flat))
+    return np.abs(flat).max(axis=-1) if flat.shape[-1] else np.zeros(flat.shape[:-1])
+
+
+@dataclass
+class AttackResult:
+    """Perturbations of N points for each of S networks.
+
+    Attributes
+    ----------
+    perturbation : ndarray (S, N, *input_shape), the networks' dtype
+        r such that x + r is the returned adversarial point. NaN where status is NON_FINITE.
+    norm : ndarray (S, N) float64
+        ||r|| in the attack's norm (2 or inf); NaN where status is NON_FINITE.
+    relative_norm : ndarray (S, N) float64
+        ||r|| / ||x|| (same norm); inf where x = 0 and r != 0.
+    iterations : ndarray (S, N) int32
+        DeepFool steps taken; search evaluations for the baselines.
+    status : ndarray (S, N) int32
+        An :class:`AttackStatus` per point.
+    norm_ord : 2 or inf
+    method : str
+    """
+
+    perturbation: np.ndarray
+    norm: np.ndarray
+    relative_norm: np.ndarray
+    iterations: np.ndarray
+    status: np.ndarray
+    norm_ord: float
+    method: str
+
+    @property
+    def flipped(self) -> np.ndarray:
+        """(S, N) bool: the perturbation changes the label (status FLIPPED)."""
+        return self.status == AttackStatus.FLIPPED
+
+    def status_counts(self) -> dict[str, int]:
+        """Number of points per status name, e.g. ``{"FLIPPED": 990, "MAX_ITER": 10, ...}``."""
+        return {s.name: int(np.count_nonzero(self.status == s)) for s in AttackStatus}
+
+    @classmethod
+    def build(cls, X: np.ndarray, perturbation: np.ndarray, iterations: np.ndarray,
+              status: np.ndarray, norm_ord, method: str) -> "AttackResult":
+        """Fills in the norms; X (N, D) or (S, N, D) are the attacked points, flattened."""
+        S, N = status.shape
+        nrm = norms(perturbation, norm_ord)
+        nrm[status == AttackStatus.NON_FINITE] = np.nan
+        x_norm = norms(X, norm_ord, lead=X.ndim - 1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel = nrm / np.broadcast_to(x_norm, (S, N))
+        rel[(nrm == 0) & np.isfinite(nrm)] = 0.0
+        return cls(perturbation, nrm, rel, iterations, status, norm_ord, method)
