@@ -199,6 +199,23 @@ def loss_and_grad(loss: str, params, X, y):
     return value, grads, delta
 
 
+def logit_jacobian(params, X):
+    """d z_k / d x for every point: (N, K, d)."""
+    acts = forward_all(params, X)
+    N, K = acts[-1].shape
+    n_layers = len(params) // 2
+    out = []
+    for k in range(K):
+        delta = np.zeros((N, K))
+        delta[:, k] = 1.0
+        for l in range(n_layers - 1, -1, -1):
+            delta = delta @ params[2 * l].T
+            if l > 0:
+                delta = delta * (acts[l] > 0)
+        out.append(delta)
+    return np.stack(out, axis=1)
+
+
 # ----------------------------------------------------------------------------------------
 # Adam (TensorFlow 1 form) and the reference training loop
 # ----------------------------------------------------------------------------------------

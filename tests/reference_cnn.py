@@ -156,7 +156,12 @@ def loss_and_grad(net, params, X, y):
     records = forward_all(net, params, X)
     z = records[-1][2]
     value = float(R.loss_terms(net.loss, z, y).mean())
-    delta = R.logit_grad(net.loss, z, y)
+    grads, delta = backward(net, params, records, R.logit_grad(net.loss, z, y))
+    return value, grads, delta
+
+
+def backward(net, params, records, delta):
+    """(grads in the params' order, dX (N, H, W, C)) for the logit gradient delta (N, K)."""
     grads = [None] * len(params)
     i = len(params)
     for layer, x_in, out in reversed(records):
@@ -177,7 +182,14 @@ def loss_and_grad(net, params, X, y):
             grads[i + 1] = delta.sum(axis=0)
             delta = (delta @ params[i].T).reshape(x_in.shape)
     assert i == 0
-    return value, grads, delta
+    return grads, delta
+
+
+def logit_jacobian(net, params, X):
+    """d z_k / d x for every point: (N, K, H, W, C)."""
+    records = forward_all(net, params, X)
+    N, K = records[-1][2].shape
+    return np.stack([backward(net, params, records, np.eye(K)[[k] * N])[1] for k in range(K)], axis=1)
 
 
 # ----------------------------------------------------------------------------------------

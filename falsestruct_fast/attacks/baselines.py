@@ -20,13 +20,15 @@ def _labels(z: np.ndarray) -> np.ndarray:
 
 
 def smallest_flipping_scale(net: Network, params, X, directions: np.ndarray, *, rtol: float = 1e-3,
-                            max_doublings: int = 80, threads: int | None = None):
+                            max_doublings: int = 48, threads: int | None = None):
     """Smallest alpha > 0 (to relative tolerance rtol) with label(x + alpha v) != label(x).
 
     X (N, D) or (S, N, D) flattened points of the params' dtype (NaN allowed: status
     NON_FINITE); directions (S, N, D) float64.
     The search doubles alpha from 1e-6 * max(||x||_2, 1) until the label flips (at most
-    max_doublings times), then bisects between the last non-flipping and the first flipping
+    max_doublings times, i.e. up to ~3e8 times that start; a ray that never crosses the decision
+    boundary, e.g. a random direction pointing away from it, ends with status MAX_ITER), then
+    bisects between the last non-flipping and the first flipping
     scale, so it finds the first crossing along the ray at that resolution.
 
     Returns (perturbation (S, N, D) in the params' dtype = (alpha * v) rounded, whose sum with
@@ -118,7 +120,7 @@ def random_attack(net: Network, params, X, norm=2, *, seed: int = 0, rtol: float
     S, N = flat.shape[0], Xf.shape[-2]
     rng = np.random.default_rng(V.integer(seed, "seed", 0))
     v = rng.standard_normal((S, N, net.n_inputs))
-    r, status, evals = smallest_flipping_scale(net, flat, Xf, v, rtol=rtol, threads=threads)
+    r, status, evals = smallest_flipping_scale(net, params, Xf, v, rtol=rtol, threads=threads)
     return _result(net, Xf, r, status, evals, norm_ord, "random")
 
 
@@ -144,7 +146,7 @@ def fast_gradient_attack(net: Network, params, X, norm=2, *, rtol: float = 1e-3,
     Xg = Xf.reshape(Xf.shape[:-1] + tuple(net.input_shape))
     with np.errstate(invalid="ignore", over="ignore"):
         z = logits_of_rows(net, flat, Xf, threads).astype(np.float64)
-        g = input_grad(net, flat, np.nan_to_num(Xg), threads=threads).reshape(S, N, K, -1)
+        g = input_grad(net, params, np.nan_to_num(Xg), threads=threads).reshape(S, N, K, -1)
         g = g.astype(np.float64)
         label = _labels(z)
         if K == 1:
@@ -156,7 +158,7 @@ def fast_gradient_attack(net: Network, params, X, norm=2, *, rtol: float = 1e-3,
             v = np.einsum("snk,snkd->snd", p, g)  # gradient of logsumexp(z) - z_label
     if norm_ord == np.inf:
         v = np.sign(v)
-    r, status, evals = smallest_flipping_scale(net, flat, Xf, v, rtol=rtol, threads=threads)
+    r, status, evals = smallest_flipping_scale(net, params, Xf, v, rtol=rtol, threads=threads)
     return _result(net, Xf, r, status, evals, norm_ord, "fast_gradient")
 
 

@@ -63,7 +63,8 @@ def deepfool(net: Network, params, X, overshoot: float = 0.02, max_iter: int = 5
         Multiclass: the classes tried at each step are the `candidates` most likely classes
         other than the original one (ranked at x). Default: all K - 1.
     clip : (lo, hi), optional
-        Box constraint: every evaluated point is clipped to [lo, hi]. Off by default.
+        Box constraint: every evaluated point is clipped to [lo, hi] (X must lie inside it).
+        Off by default.
     variant : "slides" or "foolbox"
         "foolbox" reproduces Foolbox 3 (and the original LTS4 code): it linearises and checks
         at x + (1 + eta) r~, adds 1e-4 to each step's distance and 1e-8 to gradient norms. An
@@ -98,6 +99,12 @@ def deepfool(net: Network, params, X, overshoot: float = 0.02, max_iter: int = 5
     lo_hi = box(clip)
     Xf, _ = data_arrays(net, S, flat.dtype, X, check_finite=False)
     N = Xf.shape[-2]
+    if lo_hi is not None:
+        with np.errstate(invalid="ignore"):
+            outside = (Xf < lo_hi[0]) | (Xf > lo_hi[1])
+        if outside.any():
+            raise ValueError(f"X: {int(outside.any(axis=-1).sum())} points lie outside the clip box "
+                             f"[{lo_hi[0]}, {lo_hi[1]}]")
     pert = np.empty((S, N, net.n_inputs), dtype=flat.dtype)
     iters = np.empty((S, N), dtype=np.int32)
     status = np.empty((S, N), dtype=np.int32)
