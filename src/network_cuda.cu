@@ -5,6 +5,7 @@
 
 #include <vector>
 
+#include "falsestruct/deepfool.h"
 #include "falsestruct/executor.h"
 #include "falsestruct/network.h"
 #include "falsestruct/network_cuda.h"
@@ -14,6 +15,7 @@ namespace cuda {
 namespace {
 
 constexpr int kThreadsPerBlock = 128;
+constexpr int kAttackTileCuda = 64;  // points per DeepFool block
 
 struct AlwaysContinue {
   FS_HD bool operator()(int) const { return true; }
@@ -42,6 +44,23 @@ __global__ void forward_kernel(NetShape s, const T* theta, const T* X, int64_t x
     net_forward_rows(CudaBlock{}, s, theta + s.n_params * net, X + x_net_stride * net, row0, B,
                      out + ((int64_t)net * N + row0) * K, ws);
   }
+}
+
+// One block per (network, tile of points); each block has its own DeepFool workspace.
+template <class T>
+__global__ void deepfool_kernel(NetShape s, const T* theta, const T* X, int64_t x_net_stride, int N,
+                                int tile, DeepFoolOptions o, T* pert, int* iters, int* status,
+                                T* scalars, int* ints, int64_t scalars_per_block,
+                                int64_t ints_per_block) {
+  const int n_tiles = (N + tile - 1) / tile;
+  const int net = blockIdx.x / n_tiles, row0 = (blockIdx.x % n_tiles) * tile;
+  const int B = N - row0 < tile ? N - row0 : tile;
+  const int C = s.n_logits() == 1 ? 1 : o.candidates;
+  const auto ws = DeepFoolWorkspace<T>::carve(s, B, C, scalars + scalars_per_block * blockIdx.x,
+                                              ints + ints_per_block * blockIdx.x);
+  const int64_t first = (int64_t)net * N + row0;
+  deepfool_rows(CudaBlock{}, s, theta + s.n_params * net, X + x_net_stride * net, row0, B, o, ws,
+                pert + first * s.width[0], iters + first, status + first);
 }
 
 // Device buffers freed on scope exit; the first CUDA error is kept.
@@ -143,10 +162,44 @@ std::string net_forward(const NetShape& s, const T* theta, int S, const T* X, in
   return message(arena.err);
 }
 
+template <class T>
+std::string deepfool(const NetShape& s, const T* theta, int S, const T* X, int64_t x_net_stride,
+                     int N, const DeepFoolOptions& o, T* pert, int* iters, int* status) {
+  const int tile = forward_tile(s, N) < kAttackTileCuda ? forward_tile(s, N) : kAttackTileCuda;
+  const int n_blocks = S * ((N + tile - 1) / tile);
+  const int C = s.n_logits() == 1 ? 1 : o.candidates;
+  const int S_x = x_net_stride ? S : 1;
+  const int d = s.width[0];
+  DeviceArena arena;
+  const T* d_theta = arena.upload(theta, S * s.n_params);
+  const T* d_X = arena.upload(X, (int64_t)S_x * N * d);
+  T* d_pert = arena.alloc<T>((int64_t)S * N * d);
+  int* d_iters = arena.alloc<int>((int64_t)S * N);
+  int* d_status = arena.alloc<int>((int64_t)S * N);
+  const int64_t per_block = DeepFoolWorkspace<T>::scalars(s, tile);
+  const int64_t ints_per_block = DeepFoolWorkspace<T>::ints(tile, C);
+  T* scalars = arena.alloc<T>(per_block * n_blocks);
+  int* ints = arena.alloc<int>(ints_per_block * n_blocks);
+  if (arena.err != cudaSuccess) return message(arena.err);
+  deepfool_kernel<T><<<n_blocks, kThreadsPerBlock>>>(s, d_theta, d_X, x_net_stride, N, tile, o, d_pert,
+                                                     d_iters, d_status, scalars, ints, per_block,
+                                                     ints_per_block);
+  arena.err = cudaGetLastError();
+  if (arena.err == cudaSuccess) arena.err = cudaDeviceSynchronize();
+  arena.download(pert, d_pert, (int64_t)S * N * d);
+  arena.download(iters, d_iters, (int64_t)S * N);
+  arena.download(status, d_status, (int64_t)S * N);
+  return message(arena.err);
+}
+
 template std::string train<float>(const TrainArgs<float>&, int, int, int);
 template std::string train<double>(const TrainArgs<double>&, int, int, int);
 template std::string net_forward<float>(const NetShape&, const float*, int, const float*, int64_t, int, float*);
 template std::string net_forward<double>(const NetShape&, const double*, int, const double*, int64_t, int, double*);
+template std::string deepfool<float>(const NetShape&, const float*, int, const float*, int64_t, int,
+                                     const DeepFoolOptions&, float*, int*, int*);
+template std::string deepfool<double>(const NetShape&, const double*, int, const double*, int64_t, int,
+                                      const DeepFoolOptions&, double*, int*, int*);
 
 }  // namespace cuda
 }  // namespace fs

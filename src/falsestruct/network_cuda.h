@@ -2,6 +2,7 @@
 // Host-pointer API: arrays are copied to the device, trained there, and copied back.
 #pragma once
 #include <string>
+#include "deepfool.h"
 #include "network.h"
 
 namespace fs {
@@ -19,6 +20,12 @@ std::string train(const TrainArgs<T>& args, int S, int S_x, int S_y);
 template <class T>
 std::string net_forward(const NetShape& s, const T* theta, int S, const T* X, int64_t x_net_stride,
                         int N, T* out);
+
+// DeepFool with the same contract as deepfool_host (one CUDA block per network and tile of
+// points). Returns "" on success or the CUDA error message.
+template <class T>
+std::string deepfool(const NetShape& s, const T* theta, int S, const T* X, int64_t x_net_stride,
+                     int N, const DeepFoolOptions& o, T* pert, int* iters, int* status);
 
 }  // namespace cuda
 }  // namespace fs
