@@ -1,3 +1,3 @@
-source_hash = "5c685a3cda85acf5a82ee99b892a15bc8ec2f5283cc4d9312af7219eeee03975"
+source_hash = "f4a0f4bb408d0fda91370e8cd40887abc6951f4e5d4d67f44768d2a80c0e6a18"
 cuda_built = True
 native_arch = True

@@ -120,7 +120,7 @@ FS_HD FS_INLINE void pick_candidates(const T* z, int K, int label, int C, int* o
 // status (B) = an AttackStatus. The label is always checked at exactly x0 + pert.
 template <class Block, class T>
 FS_HD void deepfool_rows(const Block& blk, const NetShape& s, const T* theta, const T* X, int row0,
-                         int B, const DeepFoolOptions& o, const DeepFoolWorkspace<T>& w, T* pert,
+                         int B, const DeepFoolOptions& o, const DeepFoolWorkspace<T>& ws, T* pert,
                          int* iters, int* status) {
   const int d = s.width[0], K = s.n_logits();
   const int C = K == 1 ? 1 : o.candidates;
@@ -129,8 +129,7 @@ FS_HD void deepfool_rows(const Block& blk, const NetShape& s, const T* theta, co
   const bool clip = o.clip, linf = o.linf;
   const T lo = static_cast<T>(o.lo), hi = static_cast<T>(o.hi);
   const T dist_eps = o.foolbox ? T(1e-4) : T(0), norm_eps = o.foolbox ? T(1e-8) : T(0);
-  T* in = w.net.acts;
-  const DeepFoolWorkspace<T> ws = w;
+  T* in = ws.net.acts;
 
   blk.map_1d(B * d, [=](int e) { ws.r_tot[e] = T(0); });
   blk.map_1d(B, [=](int t) {
@@ -264,11 +263,8 @@ FS_HD void deepfool_rows(const Block& blk, const NetShape& s, const T* theta, co
     blk.map_1d(A, [=](int a) {
       const int t = ws.act[a];
       const T nrm = ws.wnorm[a], dist = ws.dist[a];
-      if (!is_finite(nrm) || !is_finite(dist)) {
+      if (nrm == T(0) || !is_finite(nrm) || !is_finite(dist)) {
         status[t] = nrm == T(0) ? kAttackZeroGradient : kAttackNonFinite;
-        iters[t] = it;
-      } else if (nrm == T(0)) {
-        status[t] = kAttackZeroGradient;
         iters[t] = it;
       }
       // l2: r = (dist + eps) / ||w|| * w (= |m| / ||w||^2 * w);  l-inf: r = (dist + eps) * sign(w)
