@@ -34,3 +34,15 @@ class ProgressBar:
             self.stream.write("\n")
         self.stream.flush()
         self.drawn = True
+
+
+def progress_callback(progress, label: str, unit: str):
+    """The native engine's progress callback for a public `progress` argument: True gives a
+    ProgressBar, a callable is used as is, False/None gives None; anything else is a TypeError."""
+    if progress is True:
+        return ProgressBar(label, unit)
+    if callable(progress):
+        return progress
+    if progress in (False, None):
+        return None
+    raise TypeError(f"progress: expected bool or a callable, got {type(progress).__name__}")

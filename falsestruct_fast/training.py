@@ -10,7 +10,7 @@ from . import _validate as V
 from ._native_loader import _cuda, _native
 from .network import _LOSS_KIND, Network, Params, _seed_array, _threads, data_arrays, flatten, unflatten
 from .optim import Adam, AdamState
-from .progress import ProgressBar
+from .progress import progress_callback
 
 SHUFFLE_MODES = {"none": 0, "samples": 1, "batches": 2}
 ENGINES = ("native", "cuda")
@@ -159,13 +159,7 @@ def train(
     n_records = 0 if epochs == 0 else -(-epochs // record_every)
     loss_hist = np.full((S, n_records), np.nan)
     acc_hist = np.full((S, n_records), np.nan)
-    callback = None
-    if progress is True:
-        callback = ProgressBar("train")
-    elif callable(progress):
-        callback = progress
-    elif progress not in (False, None):
-        raise TypeError(f"progress: expected bool or a callable, got {type(progress).__name__}")
+    callback = progress_callback(progress, "train", "net-epochs")
 
     args = (net.spec, _LOSS_KIND[net.loss], SHUFFLE_MODES[shuffle], optimizer.as_tuple(),
             X, Y, flat, state.m, state.v, seed_arr, epochs, batch_size, state.step, record_every,

@@ -6,7 +6,7 @@ import numpy as np
 from .. import _validate as V
 from .._native_loader import _native
 from ..network import Network, _threads, data_arrays, flatten
-from ..progress import ProgressBar
+from ..progress import progress_callback
 from .result import AttackResult
 
 NORMS = {2: False, "2": False, "l2": False, np.inf: True, "inf": True, "linf": True}
@@ -108,14 +108,7 @@ def deepfool(net: Network, params, X, overshoot: float = 0.02, max_iter: int = 5
     pert = np.empty((S, N, net.n_inputs), dtype=flat.dtype)
     iters = np.empty((S, N), dtype=np.int32)
     status = np.empty((S, N), dtype=np.int32)
-    if progress is True:
-        callback = ProgressBar("deepfool", "points")
-    elif callable(progress):
-        callback = progress
-    elif progress in (False, None):
-        callback = None
-    else:
-        raise TypeError(f"progress: expected bool or a callable, got {type(progress).__name__}")
+    callback = progress_callback(progress, "deepfool", "points")
     _native.net_deepfool(net.spec, flat, Xf, pert, iters, status, float(overshoot), max_iter,
                          norm_ord == np.inf, candidates, variant == "foolbox", lo_hi,
                          _threads(threads), callback)
