@@ -1,4 +1,5 @@
-"""Command line: ``falsestruct-fast demo`` (a small Experiment I seed study) and ``info``."""
+"""Command line: ``falsestruct-fast demo`` (a small Experiment I seed study), ``reproduce``
+(the paper's experiments with a report) and ``info``."""
 from __future__ import annotations
 
 import argparse
@@ -79,6 +80,13 @@ def demo(args) -> int:
     return 0
 
 
+def reproduce_command(args) -> int:
+    from .experiments.reproduce import reproduce
+    reproduce(args.out, quick=args.quick, seeds=args.seeds, threads=args.threads,
+              progress=not args.no_progress)
+    return 0
+
+
 def info(_args) -> int:
     for key, value in build_info().items():
         print(f"{key}: {value}")
@@ -96,6 +104,13 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--threshold", type=float, default=0.99, help="agreement needed for a verdict")
     p.set_defaults(func=demo)
+    p = sub.add_parser("reproduce", help="train and evaluate the paper's networks; write a report")
+    p.add_argument("--out", default="reproduction", help="output folder (default ./reproduction)")
+    p.add_argument("--quick", action="store_true", help="reduced protocol (seconds): a smoke test")
+    p.add_argument("--seeds", type=int, default=None, help="networks per setting (default 4, quick 2)")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=reproduce_command)
     p = sub.add_parser("info", help="how the engines were built")
     p.set_defaults(func=info)
     args = parser.parse_args(argv)

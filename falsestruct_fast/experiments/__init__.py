@@ -1,4 +1,14 @@
-"""The paper's experiments (Thesing, Antun, Hansen 2019). Experiment I is in :mod:`.exp1`."""
-from . import exp1
+"""The paper's experiments (Thesing, Antun, Hansen 2019) as library functions.
 
-__all__ = ["exp1"]
+- :mod:`.exp1`: Experiment I data (f_a, S_eps, T^r_delta, C_0, C_delta), the false structure g
+  and the stable network of Proposition 3.3;
+- :mod:`.exp2`: Experiment II stripe images, test sets, the pixel-sum structure and Table 1;
+- :func:`classify_structure`: which structure an Experiment I network learned;
+- :func:`preset` / :data:`PRESETS`: the paper's trainings psi1..psi4 and exp2 as settings.
+"""
+from . import exp1, exp2
+from .settings import PRESETS, Exp1Setting, Exp2Setting, preset
+from .verdict import VERDICTS, StructureVerdict, classify_structure
+
+__all__ = ["exp1", "exp2", "PRESETS", "Exp1Setting", "Exp2Setting", "preset", "VERDICTS",
+           "StructureVerdict", "classify_structure"]
