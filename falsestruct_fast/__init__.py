@@ -21,9 +21,11 @@ from .weights import from_keras, from_torch, save_npz, to_keras, weight_names
 
 __version__ = "0.1.0"
 
+from . import experiments, study  # noqa: E402  (they use the names above)
+
 __all__ = [
     "MLP", "CNN", "Conv2D", "MaxPool2D", "Flatten", "Dense", "paper_cnn", "Network", "Params", "init", "forward", "predict", "loss_and_grad", "train", "TrainResult",
     "Adam", "AdamState", "to_keras", "from_keras", "save_npz", "from_torch", "weight_names",
     "input_grad", "deepfool", "random_attack", "fast_gradient_attack", "AttackResult", "AttackStatus",
-    "stability", "StabilitySummary", "build_info", "__version__",
+    "stability", "StabilitySummary", "build_info", "__version__", "experiments", "study",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import numpy as np
@@ -64,6 +65,73 @@ def reproduce_command(args) -> int:
     return 0
 
 
+# ---- study and summary ------------------------------------------------------------------
+def _setting_fields() -> dict:
+    """Every settable field of the experiment settings -> a parser of its command-line text."""
+    import dataclasses
+    from .experiments.settings import Exp1Setting, Exp2Setting
+    kinds = {"int": int, "float": float, "str": str}
+    out = {}
+    for cls in (Exp1Setting, Exp2Setting):
+        for f in dataclasses.fields(cls):
+            if f.name in ("intervals", "paper_outcome"):
+                continue  # TOML only / not a protocol field
+            if f.name == "hidden":
+                out[f.name] = lambda text: tuple(int(v) for v in text.split(",") if v)
+            else:
+                out[f.name] = kinds.get(str(f.type).replace("'", ""), str)
+    return out
+
+
+def _overrides(args) -> dict:
+    out = {}
+    for name in _setting_fields():
+        value = getattr(args, f"field_{name}", None)
+        if value is not None:
+            out[name] = value
+    return out
+
+
+def study_command(args) -> int:
+    from . import study
+    from .experiments import preset as make_preset
+    overrides = _overrides(args)
+    try:
+        if args.grid:
+            settings = study.load_toml(args.grid)
+            settings = [s.replace(**overrides) for s in settings] if overrides else settings
+        else:
+            settings = [make_preset(name, **overrides) for name in args.preset]
+    except (TypeError, ValueError) as exc:
+        print(f"falsestruct-fast study: {exc}", file=sys.stderr)
+        return 2
+    for s in settings:
+        print(f"{s.name}: {s.describe()}", file=sys.stderr)
+    report = study.run(settings, args.seeds, args.store, engine=args.engine, threads=args.threads,
+                       chunk_size=args.chunk_size, radius_points=args.radius_points,
+                       scheduler=args.scheduler, workers=args.workers, progress=not args.no_progress)
+    print(report, file=sys.stderr)
+    print(study.format_summary(study.summarize(args.store)))
+    return 0
+
+
+def summary_command(args) -> int:
+    from . import study
+    if not os.path.exists(args.store):
+        print(f"falsestruct-fast summary: no such store {args.store}", file=sys.stderr)
+        return 2
+    summaries = study.summarize(args.store)
+    print(study.format_summary(summaries))
+    if args.csv:
+        with study.Store(args.store) as db:
+            n = db.to_csv(args.csv)
+        print(f"wrote {n} rows to {args.csv}", file=sys.stderr)
+    if args.plot:
+        study.plot_summary(summaries).savefig(args.plot, dpi=110)
+        print(f"wrote {args.plot}", file=sys.stderr)
+    return 0
+
+
 def info(_args) -> int:
     for key, value in build_info().items():
         print(f"{key}: {value}")
@@ -88,6 +156,27 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=reproduce_command)
+    p = sub.add_parser("study", help="seed study of presets or a TOML grid, persisted to SQLite")
+    p.add_argument("--preset", nargs="+", default=["psi1"], help="psi1..psi4, exp2 (several allowed)")
+    p.add_argument("--grid", help="TOML file of settings (see falsestruct_fast.study.grid)")
+    p.add_argument("--seeds", type=_seed_range, default=range(64), help="N or START:STOP (default 64)")
+    p.add_argument("--store", default="results.sqlite", help="SQLite file; rerun to resume")
+    p.add_argument("--engine", default="native", choices=["native", "cuda"])
+    p.add_argument("--threads", type=int, default=None, help="native threads (default: all cores)")
+    p.add_argument("--workers", type=int, default=None, help="run on a local Dask cluster of N processes")
+    p.add_argument("--scheduler", default=None, help="Dask scheduler address, e.g. tcp://host:8786")
+    p.add_argument("--chunk-size", type=int, default=None, help="seeds per native call (default 64)")
+    p.add_argument("--radius-points", type=int, default=None, help="DeepFool points per network (0: none)")
+    p.add_argument("--no-progress", action="store_true")
+    fields = p.add_argument_group("setting fields (override the preset or every grid entry)")
+    for name, parse in _setting_fields().items():
+        fields.add_argument(f"--{name.replace('_', '-')}", dest=f"field_{name}", type=parse, default=None)
+    p.set_defaults(func=study_command)
+    p = sub.add_parser("summary", help="summary table of a study store")
+    p.add_argument("store", help="the SQLite file of a study")
+    p.add_argument("--csv", help="also export every row to this CSV file")
+    p.add_argument("--plot", help="also draw verdict fractions and radius histograms to this image")
+    p.set_defaults(func=summary_command)
     p = sub.add_parser("info", help="how the engines were built")
     p.set_defaults(func=info)
     args = parser.parse_args(argv)

@@ -85,6 +85,16 @@ class Params(list):
                       None if self.seeds is None else self.seeds[idx])
 
 
+def finite_networks(params) -> np.ndarray:
+    """(S,) bool: every weight of network s is finite (a diverged network has NaN/inf)."""
+    ok = None
+    for a in params:
+        a = np.asarray(a)
+        good = np.isfinite(a.reshape(a.shape[0], -1)).all(axis=1)
+        ok = good if ok is None else ok & good
+    return ok
+
+
 def _seed_array(seeds) -> np.ndarray:
     if isinstance(seeds, (int, np.integer)):
         seeds = [seeds]

@@ -70,7 +70,8 @@ class _Setting:
         if not (np.isfinite(lr) and lr > 0):
             raise ValueError(f"learning_rate: must be a positive number, got {self.learning_rate}")
 
-    def train(self, seeds, threads: int | None = None, progress=True, record_every: int | None = None) -> TrainResult:
+    def train(self, seeds, threads: int | None = None, progress=True, record_every: int | None = None,
+              engine: str = "native") -> TrainResult:
         """Initialise one network per seed (Glorot uniform, seeded), draw each seed's training
         data, and train them all in one fused native call with Adam (TF1 defaults and
         `learning_rate`). Returns the :class:`~falsestruct_fast.TrainResult`."""
@@ -80,7 +81,7 @@ class _Setting:
         params = init(net, seeds=seeds, dtype=self.dtype, threads=threads)
         return train(net, params, X, y, epochs=self.epochs, batch_size=self.batch_size,
                      optimizer=Adam(lr=self.learning_rate), shuffle=self.shuffle, threads=threads,
-                     progress=progress, record_every=record_every)
+                     progress=progress, record_every=record_every, engine=engine)
 
 
 @dataclass(frozen=True)

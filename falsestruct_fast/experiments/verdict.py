@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..network import Network, Params, forward
+from ..network import Network, Params, finite_networks, forward
 from . import exp1
 
 VERDICTS = ("original", "false", "neither")
@@ -105,7 +105,7 @@ def classify_structure(net: Network, params, *, agreement: float = 0.95, zero: f
         raise ValueError(f"n: no grid point of {n} falls in S_eps; use a larger n")
     X_d, X_0, labels = X_d[keep], X_0[keep], labels[keep]
     S = len(params[0]) if isinstance(params, (list, tuple)) and params else 0
-    ok = _finite_networks(params) if S else np.zeros(0, bool)
+    ok = finite_networks(params) if S else np.zeros(0, bool)
     agree_d, agree_0, ones_0 = (np.full(S, np.nan) for _ in range(3))
     if ok.any():
         # Diverged networks (NaN/inf weights) are flagged "neither", not an error.
@@ -126,16 +126,6 @@ def classify_structure(net: Network, params, *, agreement: float = 0.95, zero: f
     verdict[ok & (agree_d >= agreement) & (agree_0 >= agreement)] = "original"
     return StructureVerdict(verdict.astype(str), agree_d, agree_0, ones_0, int(keep.sum()),
                             agreement, zero)
-
-
-def _finite_networks(params) -> np.ndarray:
-    """(S,) bool: every weight of network s is finite."""
-    ok = None
-    for a in params:
-        a = np.asarray(a)
-        good = np.isfinite(a.reshape(a.shape[0], -1)).all(axis=1)
-        ok = good if ok is None else ok & good
-    return ok
 
 
 __all__ = ["VERDICTS", "StructureVerdict", "classify_structure"]
