@@ -104,13 +104,14 @@ def classify_structure(net: Network, params, *, agreement: float = 0.95, zero: f
     if not keep.any():
         raise ValueError(f"n: no grid point of {n} falls in S_eps; use a larger n")
     X_d, X_0, labels = X_d[keep], X_0[keep], labels[keep]
-    S = len(params[0]) if isinstance(params, (list, tuple)) and params else 0
-    ok = finite_networks(params) if S else np.zeros(0, bool)
+    if not isinstance(params, (list, tuple)) or not params or not isinstance(params[0], np.ndarray):
+        raise TypeError("params: expected Params (a list of arrays with a leading network axis)")
+    S = len(params[0])
+    ok = finite_networks(params)
     agree_d, agree_0, ones_0 = (np.full(S, np.nan) for _ in range(3))
     if ok.any():
         # Diverged networks (NaN/inf weights) are flagged "neither", not an error.
-        good = params if ok.all() else params.select(ok) if isinstance(params, Params) else \
-            [np.ascontiguousarray(a[ok]) for a in params]
+        good = params if ok.all() else Params([np.ascontiguousarray(a[ok]) for a in params])
         z_d = forward(net, good, X_d, threads=threads)[..., 0]
         z_0 = forward(net, good, X_0, threads=threads)[..., 0]
         finite = np.isfinite(z_d).all(axis=1) & np.isfinite(z_0).all(axis=1)
@@ -119,8 +120,6 @@ def classify_structure(net: Network, params, *, agreement: float = 0.95, zero: f
         agree_0[ok] = (pred_0 == labels).mean(axis=1)
         ones_0[ok] = pred_0.mean(axis=1)
         ok[ok] = finite
-    elif S == 0:
-        forward(net, params, X_d)  # raises the argument error
     verdict = np.full(S, "neither", dtype=object)
     verdict[ok & (agree_d >= agreement) & (1.0 - ones_0 >= zero)] = "false"
     verdict[ok & (agree_d >= agreement) & (agree_0 >= agreement)] = "original"

@@ -9,6 +9,7 @@ store from this process.
 """
 from __future__ import annotations
 
+import json
 import sys
 import time
 from dataclasses import dataclass
@@ -142,15 +143,10 @@ def run_chunk(setting_dict: dict, seeds: list[int], engine: str = "native", thre
             "final_loss": fit.final_loss[i], "train_accuracy": fit.accuracy[i, -1] if fit.accuracy.size else np.nan,
             "diverged": bool(fit.diverged[i]), "verdict": verdict[i],
             **{k: v[i] for k, v in scores.items()},
-            "metrics": None if metrics[i] is None else _json(metrics[i]),
+            "metrics": None if metrics[i] is None else json.dumps(metrics[i]),
             "wall_time": wall / S, "engine": engine, "version": version, "finished_at": time.time(),
         })
     return rows
-
-
-def _json(obj) -> str:
-    import json
-    return json.dumps(obj)
 
 
 # ---- the study --------------------------------------------------------------------------
