@@ -155,6 +155,15 @@ class Exp1Setting(_Setting):
         return classify_structure(net, params, delta=self.delta, a=self.a, K=self.K, eps=self.eps,
                                   threads=threads, **thresholds)
 
+    def attack_points(self, n: int | None = None) -> np.ndarray:
+        """Where DeepFool radii are measured: the points of C_delta (the 501-point grid) whose
+        x1 lies in S_eps, (n_points, 2) in the setting's dtype; `n` < all: evenly spaced ones."""
+        X, _ = exp1.evaluation_set(delta=self.delta, a=self.a, K=self.K, dtype=self.dtype)
+        X = X[exp1.in_stable_region(X[:, 0], self.a, self.K, self.eps)]
+        if n is not None and n < len(X):
+            X = X[np.linspace(0, len(X) - 1, n).round().astype(int)]
+        return X
+
     def describe(self) -> str:
         data = f"T^{self.r}_{'delta' if self.kind == 'delta' else '0'}"
         return (f"{data}, batch {self.batch_size}, shuffle {self.shuffle}, {self.epochs} epochs, "
@@ -214,6 +223,14 @@ class Exp2Setting(_Setting):
         """Table 1 for every network (accuracy on C~ and C^ per interval)."""
         return exp2.table1(net, params, intervals=self.intervals, size=self.test_size, seed=seed,
                            horizontal_label=self.horizontal_label, threads=threads)
+
+    def attack_points(self, n: int | None = None) -> np.ndarray:
+        """Where DeepFool radii are measured: `n` (default 32) images of C~ on the first
+        interval of Table 1, test-set seed 0, (n, 32, 32, 1) in the setting's dtype."""
+        b, c = self.intervals[0]
+        X, _, _ = exp2.test_set(b, c, n=max(32 if n is None else n, 1), seed=0,
+                                horizontal_label=self.horizontal_label, dtype=self.dtype)
+        return X
 
     def describe(self) -> str:
         return (f"60 stripe images (a = {self.a}, {self.layout} layout), batch {self.batch_size}, "

@@ -20,12 +20,10 @@ from .. import _validate as V
 from ..attacks import stability
 from ..network import finite_networks
 from ..training import ENGINES
-from ..experiments import exp1, exp2
 from ..experiments.settings import PRESETS, Exp1Setting, Exp2Setting, preset
 from .store import Store, setting_id
 
 DEFAULT_CHUNK = 64
-EXP2_RADIUS_IMAGES = 32  # DeepFool on a CNN costs ~10 ms per image: a sample per network
 
 
 def setting_from_dict(d: dict):
@@ -79,22 +77,6 @@ def seed_list(seeds) -> list[int]:
 
 
 # ---- one chunk: train, evaluate, rows --------------------------------------------------
-def _exp1_points(setting: Exp1Setting, radius_points):
-    X, _ = exp1.evaluation_set(delta=setting.delta, a=setting.a, K=setting.K, dtype=setting.dtype)
-    X = X[exp1.in_stable_region(X[:, 0], setting.a, setting.K, setting.eps)]
-    if radius_points is not None and radius_points < len(X):
-        X = X[np.linspace(0, len(X) - 1, radius_points).round().astype(int)]
-    return X
-
-
-def _exp2_points(setting: Exp2Setting, radius_points):
-    n = EXP2_RADIUS_IMAGES if radius_points is None else radius_points
-    b, c = setting.intervals[0]
-    X, _, _ = exp2.test_set(b, c, n=max(n, 1), seed=0, horizontal_label=setting.horizontal_label,
-                            dtype=setting.dtype)
-    return X
-
-
 def run_chunk(setting_dict: dict, seeds: list[int], engine: str = "native", threads: int | None = None,
               radius_points: int | None = None, version: str = "", progress=None) -> list[dict]:
     """Train and evaluate the networks of `seeds` for one setting; one row dict per seed.
@@ -122,16 +104,14 @@ def run_chunk(setting_dict: dict, seeds: list[int], engine: str = "native", thre
             verdict[ok] = v.verdict
             for k in ("agreement_delta", "agreement_0", "ones_0"):
                 scores[k][ok] = getattr(v, k)
-            points = _exp1_points(setting, radius_points)
         else:
             table = setting.evaluate(net, good, threads=threads)
             idx = np.flatnonzero(ok)
             for j, s in enumerate(idx):
                 metrics[s] = {"intervals": [list(iv) for iv in table.intervals],
                               "tilde": table.tilde[j].tolist(), "hat": table.hat[j].tolist()}
-            points = _exp2_points(setting, radius_points)
         if radius_points != 0:
-            summary = stability(net, good, points, threads=threads)
+            summary = stability(net, good, setting.attack_points(radius_points), threads=threads)
             scores["radius_median"][ok] = summary.median_radius
             scores["radius_min"][ok] = summary.min_radius
             scores["radius_flipped"][ok] = summary.flipped_fraction
