@@ -6,7 +6,6 @@ import argparse
 import os
 import sys
 
-import numpy as np
 
 from . import __version__, build_info
 from .experiments import preset

@@ -92,9 +92,7 @@ class CNN(Network):
             if isinstance(layer, (Conv2D, MaxPool2D)):
                 if flat:
                     raise ValueError(f"layers[{i}]: {type(layer).__name__} after Flatten/Dense")
-                if isinstance(layer, Conv2D):
-                    c = layer.filters
-                else:
+                if isinstance(layer, MaxPool2D):
                     h, w = (h + 1) // 2, (w + 1) // 2
                 n_native += 1
             elif isinstance(layer, Flatten):

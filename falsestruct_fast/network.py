@@ -5,7 +5,7 @@ Parameters of S networks are kept as a :class:`Params` list in Keras ``get_weigh
 """
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Iterable
 
 import numpy as np
 

@@ -1,5 +1,4 @@
 """Seed studies: rows, resume after kill -9, Wilson intervals, grids, TOML, Dask."""
-import math
 import os
 import signal
 import sqlite3
@@ -11,7 +10,6 @@ import time
 import numpy as np
 import pytest
 
-import falsestruct_fast as fs
 from falsestruct_fast import study
 from falsestruct_fast.cli import main as cli_main
 from falsestruct_fast.experiments import preset

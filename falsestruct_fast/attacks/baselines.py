@@ -36,7 +36,6 @@ def smallest_flipping_scale(net: Network, params, X, directions: np.ndarray, *, 
     """
     flat = flatten(net, params)
     dtype = flat.dtype
-    S = flat.shape[0]
     Xs = np.broadcast_to(X, directions.shape)
     with np.errstate(invalid="ignore", over="ignore"):
         z0 = logits_of_rows(net, flat, X, threads)

@@ -13,7 +13,8 @@ from ..network import Network, predict
 from . import exp1, exp2
 
 
-def _figure(width: float, height: float):
+def new_figure(width: float, height: float):
+    """A matplotlib Figure (no pyplot), or an ImportError that names the [plots] extra."""
     try:
         from matplotlib.figure import Figure
     except ImportError:  # pragma: no cover - depends on the environment
@@ -36,7 +37,7 @@ def figure2(net: Network, params, titles: Sequence[str] | None = None, n: int = 
     Xd, _ = exp1.evaluation_set(n, delta, a, K, dtype=params[0].dtype)
     preds = {"C_0": predict(net, params, X0), "C_delta": predict(net, params, Xd)}
     t = X0[:, 0].astype(np.float64)
-    fig = _figure(2.6 * S + 0.6, 4.6)
+    fig = new_figure(2.6 * S + 0.6, 4.6)
     axes = fig.subplots(2, S, squeeze=False, sharex=True, sharey=True)
     for row, (set_name, pred) in enumerate(preds.items()):
         for s in range(S):
@@ -66,7 +67,7 @@ def figure3(net: Network, params, X, network: int = 0, horizontal_label: int = e
     labels = predict(net, params, X)[network]
     names = {horizontal_label: "horizontal", 1 - horizontal_label: "vertical"}
     rows = -(-len(X) // columns)
-    fig = _figure(2.0 * columns, 2.2 * rows)
+    fig = new_figure(2.0 * columns, 2.2 * rows)
     axes = fig.subplots(rows, columns, squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.set_axis_off()
@@ -79,7 +80,7 @@ def figure3(net: Network, params, X, network: int = 0, horizontal_label: int = e
 def radius_histogram(radii: Mapping[str, np.ndarray], bins: int = 40, xlabel: str = "DeepFool radius ||r||_2"):
     """Histograms of DeepFool radii on a log axis, one per entry of `radii` (name -> array;
     non-finite values, i.e. points DeepFool could not flip, are left out and counted in the legend)."""
-    fig = _figure(6.0, 3.6)
+    fig = new_figure(6.0, 3.6)
     ax = fig.subplots()
     finite_all = [np.asarray(v, float)[np.isfinite(v) & (np.asarray(v) > 0)] for v in radii.values()]
     values = np.concatenate(finite_all) if finite_all else np.zeros(0)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..experiments.plots import new_figure
 from ..experiments.verdict import VERDICTS
 from .store import Store
 
@@ -116,11 +117,7 @@ def format_summary(summaries: list[SettingSummary]) -> str:
 def plot_summary(summaries: list[SettingSummary]):
     """Two panels: verdict fractions per setting with 95% Wilson error bars (Experiment I),
     and histograms of the per-network median DeepFool radius. Returns a matplotlib Figure."""
-    try:
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise ImportError('plots need matplotlib: pip install "falsestruct_fast[plots]"') from None
-    fig = Figure(figsize=(11, 4), layout="constrained")
+    fig = new_figure(11, 4)
     ax1, ax2 = fig.subplots(1, 2)
     exp1_rows = [s for s in summaries if s.experiment == "exp1"]
     x = np.arange(len(exp1_rows))
