@@ -310,7 +310,38 @@ def input_grad(net: Network, params, X, logit: int | None = None, threads: int |
     return out[:, :, 0] if K == 1 else out
 
 
-def loss_and_grad(net: Network, params, X, y, *, wrt_input: bool = False, threads: int | None = None):
+def _row_scalars(net: Network) -> int:
+    """Workspace scalars one data row needs in the native loss/gradient pass: the activations
+    of every layer (input included), two gradient buffers of the widest layer, the targets and
+    two per-row terms (the per-row part of NetWorkspace::scalars in src/falsestruct/network.h)."""
+    spec = net.spec
+    h, w, c = spec[0], spec[1], spec[2]
+    widths = [h * w * c]
+    for i in range(3, len(spec), 4):
+        kind, units = spec[i], spec[i + 1]
+        if kind == DENSE:
+            h, w, c = 1, 1, units
+        elif kind == CONV2D:
+            c = units
+        else:  # MAXPOOL2
+            h, w = (h + 1) // 2, (w + 1) // 2
+        widths.append(h * w * c)
+    return sum(widths) + 2 * max(widths) + widths[-1] + 2
+
+
+# Rows per native loss/gradient call are chosen so that about this many scalars of per-row
+# workspace (activations and gradient buffers) are live per network being worked on; the same
+# budget the native forward pass uses for its row tiles. Experiment II's CNN: 87 images per call.
+LOSS_GRAD_CHUNK_SCALARS = 1 << 23
+
+
+def default_chunk_rows(net: Network) -> int:
+    """Rows per native call of :func:`loss_and_grad` when no ``chunk_size`` is given."""
+    return max(1, LOSS_GRAD_CHUNK_SCALARS // _row_scalars(net))
+
+
+def loss_and_grad(net: Network, params, X, y, *, wrt_input: bool = False, threads: int | None = None,
+                  chunk_size: int | None = None):
     """Mean loss over all rows and its gradient, for every network.
 
     Parameters
@@ -321,6 +352,17 @@ def loss_and_grad(net: Network, params, X, y, *, wrt_input: bool = False, thread
     y : targets, see :func:`data_arrays` (0/1 for sigmoid, class indices for softmax)
     wrt_input : bool
         Also return the gradient of each network's mean loss with respect to X.
+    threads : int, optional
+        CPU threads (default: all cores).
+    chunk_size : int, optional
+        Rows per native call. The native pass holds the activations of every layer for the
+        rows of one call, so the rows are processed in chunks to keep that memory bounded;
+        the default (:func:`default_chunk_rows`) keeps about ``LOSS_GRAD_CHUNK_SCALARS``
+        scalars of activations per network in flight (87 images for :func:`paper_cnn`,
+        tens of thousands of rows for small MLPs). When N fits in one chunk there is a single
+        call; otherwise the chunks' mean losses and gradients are weighted by their row
+        counts, summed in float64 and rounded to the params' dtype once, so the result equals
+        the one-call result up to rounding.
 
     Returns
     -------
@@ -328,16 +370,53 @@ def loss_and_grad(net: Network, params, X, y, *, wrt_input: bool = False, thread
     grads : Params, same shapes as `params`
     dX : ndarray (S, N, *input_shape), only with ``wrt_input=True``
     """
+    if chunk_size is not None:
+        chunk_size = V.integer(chunk_size, "chunk_size", minimum=1)
     flat = flatten(net, params)
     S = flat.shape[0]
     X, Y = data_arrays(net, S, flat.dtype, X, y)
     N = X.shape[-2]
-    loss = np.empty(S, dtype=flat.dtype)
-    grad = np.empty_like(flat)
+    n_threads = _threads(threads)
+    chunk = default_chunk_rows(net) if chunk_size is None else chunk_size
     dX = np.empty((S, N, net.n_inputs), dtype=flat.dtype) if wrt_input else None
-    _native.net_loss_and_grad(net.spec, _LOSS_KIND[net.loss], flat, X, Y, loss, grad, dX,
-                              _threads(threads))
+    if N <= chunk:
+        loss = np.empty(S, dtype=flat.dtype)
+        grad = np.empty_like(flat)
+        _native.net_loss_and_grad(net.spec, _LOSS_KIND[net.loss], flat, X, Y, loss, grad, dX,
+                                  n_threads)
+    else:
+        loss, grad = _chunked_loss_and_grad(net, flat, X, Y, dX, chunk, n_threads)
     grads = unflatten(net, grad, getattr(params, "seeds", None))
     if not wrt_input:
         return loss, grads
     return loss, grads, dX.reshape((S, N) + tuple(net.input_shape))
+
+
+def _chunked_loss_and_grad(net: Network, flat: np.ndarray, X: np.ndarray, Y: np.ndarray,
+                           dX: np.ndarray | None, chunk: int, n_threads: int):
+    """loss_and_grad over row chunks of validated arrays (X (N, D) / (S, N, D), Y alike).
+
+    The native call returns the mean loss of its rows and that mean's gradients, so chunk c
+    with n_c rows contributes n_c / N of its loss and parameter gradient, and its input
+    gradient is scaled by n_c / N. dX (S, N, D), when given, is filled in place.
+    """
+    S, dtype = flat.shape[0], flat.dtype
+    N = X.shape[-2]
+    loss_sum = np.zeros(S, dtype=np.float64)
+    grad_sum = np.zeros(flat.shape, dtype=np.float64)
+    loss_c = np.empty(S, dtype=dtype)
+    grad_c = np.empty_like(flat)
+    for r0 in range(0, N, chunk):
+        r1 = min(N, r0 + chunk)
+        n = r1 - r0
+        # shared rows slice contiguously; per-network rows (S, N, D) need a copy per chunk
+        Xc = np.ascontiguousarray(X[..., r0:r1, :])
+        Yc = np.ascontiguousarray(Y[..., r0:r1, :])
+        dXc = np.empty((S, n, X.shape[-1]), dtype=dtype) if dX is not None else None
+        _native.net_loss_and_grad(net.spec, _LOSS_KIND[net.loss], flat, Xc, Yc, loss_c, grad_c,
+                                  dXc, n_threads)
+        loss_sum += n * loss_c.astype(np.float64)
+        grad_sum += n * grad_c.astype(np.float64)
+        if dX is not None:
+            dX[:, r0:r1] = dXc.astype(np.float64) * (n / N)
+    return (loss_sum / N).astype(dtype), (grad_sum / N).astype(dtype)

@@ -185,6 +185,44 @@ def test_forward_and_gradients_match_reference_per_seed_X(name):
     assert not np.allclose(z0, z1)
 
 
+@pytest.mark.parametrize("per_seed", [False, True], ids=["shared-X", "per-seed-X"])
+@pytest.mark.parametrize("name", ["7x9x2-softmax3", "6x5x3-pool-first-sigmoid2", "3x3x2-k5"])
+def test_loss_and_grad_in_row_chunks_equals_one_call(name, per_seed):
+    # 11 images in chunks of 3 (last chunk 2) and 1: same loss, gradients and input gradient
+    net = NETS[name]
+    S, N = 2, 11
+    params = random_params(net, S=S, seed=7)
+    X = images(N, net.input_shape, seed=8, S=S if per_seed else None)
+    y = make_targets(net, N, seed=9, S=S if per_seed else None)
+    loss, grads, dX = fs.loss_and_grad(net, params, X, y, wrt_input=True, chunk_size=N)
+    for chunk_size in (3, 1):
+        loss_c, grads_c, dX_c = fs.loss_and_grad(net, params, X, y, wrt_input=True, chunk_size=chunk_size)
+        assert dX_c.shape == (S, N) + tuple(net.input_shape)
+        assert_close(loss_c, loss, 1e-12, f"loss, chunks of {chunk_size}")
+        for i, (a, b) in enumerate(zip(grads_c, grads)):
+            assert_close(a, b, 1e-12, f"grad[{i}], chunks of {chunk_size}")
+        assert_close(dX_c, dX, 1e-12, f"input grad, chunks of {chunk_size}")
+    lr_, gr, _ = RC.loss_and_grad(net, R.split_params(params, 1), X[1] if per_seed else X,
+                                  y[1] if per_seed else y)
+    assert_close(loss_c[1], lr_, RTOL, "chunked loss vs reference")
+    for i, (g, g_ref) in enumerate(zip(grads_c, gr)):
+        assert_close(g[1], g_ref, RTOL, f"chunked grad[{i}] vs reference")
+
+
+def test_paper_cnn_loss_and_grad_in_chunks_float32():
+    net = fs.paper_cnn()
+    params = fs.init(net, seeds=[3], dtype="float32")
+    X = images(20, net.input_shape, seed=1).astype(np.float32)
+    y = np.arange(20) % 2
+    loss, grads, dX = fs.loss_and_grad(net, params, X, y, wrt_input=True)   # one call (20 <= 87)
+    loss_c, grads_c, dX_c = fs.loss_and_grad(net, params, X, y, wrt_input=True, chunk_size=7)
+    assert loss_c.dtype == np.float32 and dX_c.dtype == np.float32
+    assert_close(loss_c, loss, 1e-5, "loss")
+    for i, (a, b) in enumerate(zip(grads_c, grads)):
+        assert_close(a, b, 1e-4, f"grad[{i}]")
+    assert_close(dX_c, dX, 1e-4, "input grad")
+
+
 @pytest.mark.parametrize("name", ["7x9x2-softmax3", "6x5x3-pool-first-sigmoid2"])
 def test_library_gradients_match_finite_differences(name):
     net = NETS[name]

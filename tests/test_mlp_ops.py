@@ -113,6 +113,89 @@ def test_forward_many_rows_crosses_tiles():
         assert_close(z[s], R.forward(R.split_params(params, s), X), 1e-12, "forward 1100 rows")
 
 
+def assert_chunked_equals_one_call(net, params, X, y, chunk_size, rtol=1e-12):
+    """loss_and_grad with `chunk_size` rows per native call equals one call over all rows."""
+    N = X.shape[-1 - len(net.input_shape)]
+    loss, grads, dX = fs.loss_and_grad(net, params, X, y, wrt_input=True, chunk_size=N)
+    loss_c, grads_c, dX_c = fs.loss_and_grad(net, params, X, y, wrt_input=True, chunk_size=chunk_size)
+    loss_c2, grads_c2 = fs.loss_and_grad(net, params, X, y, chunk_size=chunk_size)
+    assert loss_c.dtype == loss.dtype and dX_c.shape == dX.shape and dX_c.dtype == dX.dtype
+    assert_close(loss_c, loss, rtol, "chunked loss")
+    np.testing.assert_array_equal(loss_c, loss_c2)
+    for i, (a, b, c) in enumerate(zip(grads_c, grads, grads_c2)):
+        assert a.shape == b.shape and a.dtype == b.dtype
+        assert_close(a, b, rtol, f"chunked grad[{i}]")
+        np.testing.assert_array_equal(a, c)
+    assert_close(dX_c, dX, rtol, "chunked input grad")
+
+
+@pytest.mark.parametrize("chunk_size", [1, 4, 10, 36])
+@pytest.mark.parametrize("widths,loss", NETS, ids=NET_IDS)
+def test_loss_and_grad_in_row_chunks_equals_one_call(widths, loss, chunk_size):
+    # 37 rows: chunks of 4 and 10 leave a short last chunk, 36 leaves a single row
+    net = fs.MLP(widths, loss=loss)
+    params = random_params(net, S=3, seed=5)
+    X = make_data(37, widths[0], seed=6)
+    y = make_targets(net, 37, seed=7)
+    assert_chunked_equals_one_call(net, params, X, y, chunk_size)
+
+
+def test_loss_and_grad_in_row_chunks_per_seed_data_and_reference():
+    net = fs.MLP([3, 7, 5, 1])
+    S, N = 3, 23
+    params = random_params(net, S=S, seed=2)
+    X = make_data(N, 3, seed=3, S=S)
+    y = make_targets(net, N, seed=4, S=S)
+    assert_chunked_equals_one_call(net, params, X, y, chunk_size=5)
+    loss, grads, dX = fs.loss_and_grad(net, params, X, y, wrt_input=True, chunk_size=5)
+    for s in range(S):
+        lr_, gr, dXr = R.loss_and_grad(net.loss, R.split_params(params, s), X[s], y[s])
+        assert_close(loss[s], lr_, 1e-12, f"loss net {s}")
+        for i, (g, g_ref) in enumerate(zip(grads, gr)):
+            assert_close(g[s], g_ref, 1e-12, f"grad[{i}] net {s}")
+        assert_close(dX[s], dXr, 1e-12, f"input grad net {s}")
+
+
+def test_loss_and_grad_chunks_float32_close_to_one_call():
+    net = fs.MLP([3, 7, 5, 1])
+    params = random_params(net, S=2, seed=1, dtype=np.float32)
+    X = make_data(37, 3, seed=2, dtype=np.float32)
+    y = make_targets(net, 37, seed=3)
+    assert_chunked_equals_one_call(net, params, X, y, chunk_size=8, rtol=1e-5)
+
+
+def test_loss_and_grad_default_chunk_is_one_call_for_small_N_and_bounded():
+    from falsestruct_fast.network import LOSS_GRAD_CHUNK_SCALARS, default_chunk_rows
+    net = fs.MLP([2, 104, 1])
+    params = random_params(net, S=2, seed=3)
+    X = make_data(50, 2, seed=4)
+    y = make_targets(net, 50, seed=5)
+    a = fs.loss_and_grad(net, params, X, y, wrt_input=True)
+    b = fs.loss_and_grad(net, params, X, y, wrt_input=True, chunk_size=50)
+    np.testing.assert_array_equal(a[0], b[0])
+    for g, h in zip(a[1], b[1]):
+        np.testing.assert_array_equal(g, h)
+    np.testing.assert_array_equal(a[2], b[2])
+    # per-row workspace: activations 2 + 104 + 1, two buffers of the widest layer, target, 2 terms
+    assert default_chunk_rows(net) == LOSS_GRAD_CHUNK_SCALARS // (107 + 208 + 1 + 2)
+    assert default_chunk_rows(fs.paper_cnn()) == 87      # one call for the paper's batch of 60
+
+
+@pytest.mark.parametrize("chunk_size,exc,match", [
+    (0, ValueError, r"chunk_size: must be >= 1, got 0"),
+    (-3, ValueError, r"chunk_size: must be >= 1, got -3"),
+    (2.5, TypeError, r"chunk_size: must be an integer, got float"),
+    (True, TypeError, r"chunk_size: must be an integer, got bool"),
+    ("8", TypeError, r"chunk_size: must be an integer, got str"),
+])
+def test_loss_and_grad_bad_chunk_size_raises(chunk_size, exc, match):
+    net = fs.MLP([3, 5, 1])
+    params = random_params(net, S=1)
+    X = make_data(6, 3)
+    with pytest.raises(exc, match=match):
+        fs.loss_and_grad(net, params, X, make_targets(net, 6), chunk_size=chunk_size)
+
+
 @pytest.mark.parametrize("N", [1, 37])
 @pytest.mark.parametrize("widths,loss", NETS, ids=NET_IDS)
 def test_float32_matches_reference(widths, loss, N):
