@@ -87,3 +87,134 @@ def torch_forward(n_images: int, dtype: str, threads: int):
             model(xb)
 
     return run
+
+
+# ---- JAX peer ---------------------------------------------------------------------------------
+# Same network and layouts as ours (NHWC images, HWIO conv kernels, Dense kernels (in, out),
+# Flatten in (h, w, c) order), so the weights of fs.init load unchanged. Adam is the TF1 form
+# that fs.train uses (lr_t = lr sqrt(1 - b2^t) / (1 - b1^t), eps added to sqrt(v)).
+ADAM = (1e-3, 0.9, 0.999, 1e-8)   # lr, beta1, beta2, eps (fs.Adam's defaults)
+
+
+def _jax(dtype: str):
+    import jax
+
+    if dtype == "float64":
+        jax.config.update("jax_enable_x64", True)   # process-global: the worker runs one dtype
+    return jax
+
+
+def jax_loss_fn(dtype: str):
+    """loss(params, X, y): mean sigmoid cross-entropy of the paper's CNN, params as returned by
+    fs.init for one network: [K1 (5,5,1,24), b1, K2 (5,5,24,48), b2, W3 (3072,10), b3, W4, b4]."""
+    jax = _jax(dtype)
+    import jax.numpy as jnp
+    from jax import lax
+
+    def conv_relu(x, k, b):
+        z = lax.conv_general_dilated(x, k, window_strides=(1, 1), padding="SAME",
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        return jax.nn.relu(z + b)
+
+    def max_pool(x):
+        return lax.reduce_window(x, -jnp.inf, lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "SAME")
+
+    def loss(p, X, y):
+        k1, b1, k2, b2, w3, b3, w4, b4 = p
+        h = max_pool(conv_relu(X, k1, b1))
+        h = max_pool(conv_relu(h, k2, b2))
+        h = h.reshape(h.shape[0], -1)              # (h, w, c) order, as Keras' Flatten
+        z = ((h @ w3 + b3) @ w4 + b4)[:, 0]
+        return jnp.mean(jnp.maximum(z, 0) - z * y + jnp.log1p(jnp.exp(-jnp.abs(z))))
+
+    return loss
+
+
+def _jax_steps(dtype: str, n_steps: int, X, y, unroll: bool = True):
+    """train(params, m, v, step) -> (params, m, v, step): n_steps TF1-Adam steps of one
+    network on the batch (X, y), as one lax.scan.
+
+    unroll=True (the default) unrolls the scan: XLA:CPU runs convolutions inside a while-loop
+    body many times slower than the same convolutions outside one (jax-ml/jax#12868; here
+    about 1.2-1.5 s instead of about 50 ms per float32 step), so a rolled scan would time that
+    XLA limitation rather than JAX's convolutions. Use few steps per call when unrolling."""
+    jax = _jax(dtype)
+    import jax.numpy as jnp
+    from jax import lax
+
+    grad = jax.grad(jax_loss_fn(dtype))
+    lr, b1, b2, eps = ADAM
+    Xj, yj = jnp.asarray(X), jnp.asarray(y)
+    jdt = jnp.dtype(dtype)
+
+    def body(carry, _):
+        p, m, v, k = carry
+        g = grad(p, Xj, yj)
+        t = (k + 1).astype(jdt)
+        lr_t = lr * jnp.sqrt(1 - b2 ** t) / (1 - b1 ** t)
+        m = [b1 * mi + (1 - b1) * gi for mi, gi in zip(m, g)]
+        v = [b2 * vi + (1 - b2) * gi * gi for vi, gi in zip(v, g)]
+        p = [pi - lr_t * mi / (jnp.sqrt(vi) + eps) for pi, mi, vi in zip(p, m, v)]
+        return (p, m, v, k + 1), None
+
+    def train(p, m, v, k):
+        if unroll and n_steps == 1:
+            # a fully unrolled scan of length 1 is lowered to a while loop all the same
+            # (jax-ml/jax#25330), which would bring back the slow convolutions
+            return body((p, m, v, k), None)[0]
+        (p, m, v, k), _ = lax.scan(body, (p, m, v, k), None, length=n_steps, unroll=unroll)
+        return p, m, v, k
+
+    return train
+
+
+def jax_train(S: int, n_steps: int, dtype: str, unroll: bool = True):
+    """run() performs n_steps steps for each of S networks: jit + lax.scan over the steps
+    (unrolled by default, see _jax_steps), and vmap over the networks for S > 1 (the batch is
+    shared). Compiled ahead of time here, so the first run() executes without compiling.
+    Threads: set by the process (XLA_FLAGS, taskset)."""
+    import falsestruct_fast as fs
+
+    jax = _jax(dtype)
+    import jax.numpy as jnp
+
+    X, y = data(dtype)
+    train = _jax_steps(dtype, n_steps, X, y, unroll)
+    params = [jnp.asarray(a if S > 1 else a[0]) for a in fs.init(fs.paper_cnn(), seeds=range(S), dtype=dtype)]
+    zeros = [jnp.zeros_like(a) for a in params]
+    state = (params, zeros, zeros, jnp.asarray(0, dtype=jnp.int32))
+    fn = train if S == 1 else jax.vmap(train, in_axes=(0, 0, 0, None), out_axes=(0, 0, 0, None))
+    compiled = jax.jit(fn).lower(*state).compile()
+
+    def run():
+        nonlocal state
+        state = jax.block_until_ready(compiled(*state))
+
+    run.steps = n_steps
+    return run
+
+
+def jax_check(dtype: str) -> dict:
+    """The JAX peer against falsestruct_fast on the same weights (seed 0) and batch: relative
+    difference of the loss, of the gradients (max over arrays of max|diff| / max|ours|), and of
+    the parameters after one Adam step (max|diff| / lr)."""
+    import falsestruct_fast as fs
+
+    jax = _jax(dtype)
+    import jax.numpy as jnp
+
+    X, y = data(dtype)
+    net = fs.paper_cnn()
+    params = fs.init(net, seeds=[0], dtype=dtype)
+    loss, grads = fs.loss_and_grad(net, params, X, y)
+    p = [jnp.asarray(a[0]) for a in params]
+    loss_j, grads_j = jax.jit(jax.value_and_grad(jax_loss_fn(dtype)))(p, jnp.asarray(X), jnp.asarray(y))
+    grad_diff = max(float(np.max(np.abs(np.asarray(gj) - g[0])) / np.max(np.abs(g[0])))
+                    for gj, g in zip(grads_j, grads))
+    fit = fs.train(net, params, X, y, epochs=1, batch_size=BATCH, shuffle="none", progress=False)
+    zeros = [jnp.zeros_like(a) for a in p]
+    stepped = jax.jit(_jax_steps(dtype, 1, X, y))(p, zeros, zeros, jnp.asarray(0, dtype=jnp.int32))[0]
+    step_diff = max(float(np.max(np.abs(np.asarray(a) - b[0]))) for a, b in zip(stepped, fit.params))
+    return {"loss": float(loss[0]), "loss_jax": float(loss_j),
+            "loss_rel_diff": abs(float(loss_j) - float(loss[0])) / abs(float(loss[0])),
+            "grad_rel_diff": grad_diff, "step_diff_over_lr": step_diff / ADAM[0]}

@@ -1,9 +1,15 @@
 """Side-by-side timing of the Experiment II CNN step and forward pass, with ratios, in one run.
 
-    python benchmarks/compare_cnn_step.py [--markdown]
+    python benchmarks/compare_cnn_step.py [--markdown] [--measure step|forward] [--dtype float32|float64]
+                                          [--no-torch] [--no-jax]
 
 Each measurement runs in its own subprocess (thread counts fixed at start). Reports ms per
-network-step (best of 3) and forward images/s, and PyTorch eager's time over ours.
+network-step (best of 3) and forward images/s, with PyTorch eager's time over ours and, for the
+step, JAX's time over ours: jit + an unrolled lax.scan over 2 steps (see
+cnn_step_cases._jax_steps for why unrolled), vmap over the networks for S = 8 (1 step per call),
+one core pinned with taskset for 1 thread. Before the table, the JAX peer is checked against
+falsestruct_fast on the same weights and batch (loss, gradients, one Adam step), per dtype.
+Peers that are not installed show '-'. The whole default run takes about 3-4 minutes on 2 cores.
 """
 from __future__ import annotations
 
@@ -20,12 +26,18 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 
-def measure(kind: str, name: str, dtype: str, S: int, threads: int) -> float:
+def measure(kind: str, name: str, dtype: str, S: int, threads: int):
     import cnn_step_cases as cases
 
+    if kind == "check":
+        return cases.jax_check(dtype)
     if kind == "step":
-        run = (cases.falsestruct_train(S, 2, dtype, threads) if name == "falsestruct"
-               else cases.torch_train(2, dtype, threads))
+        if name == "falsestruct":
+            run = cases.falsestruct_train(S, 2, dtype, threads)
+        elif name == "torch":
+            run = cases.torch_train(2, dtype, threads)
+        else:
+            run = cases.jax_train(S, 2 if S == 1 else 1, dtype)   # vmap over 8 CNNs is slow
         units = S * run.steps
     else:
         n = 1000
@@ -41,44 +53,90 @@ def measure(kind: str, name: str, dtype: str, S: int, threads: int) -> float:
     return best * 1e3 / units if kind == "step" else units / best
 
 
-def in_subprocess(*args):
-    cmd = [sys.executable, __file__, "--worker", *map(str, args)]
-    out = subprocess.run(cmd, capture_output=True, text=True)
+def in_subprocess(kind, name, dtype, S, threads):
+    cmd = [sys.executable, __file__, "--worker", kind, name, dtype, str(S), str(threads)]
+    env = None
+    if name == "jax":
+        import peers
+
+        env = peers.jax_env(threads)           # XLA reads its thread settings at start-up
+        if threads == 1:
+            cmd = ["taskset", "-c", "0"] + cmd  # and has no exact 1-thread knob: pin one core
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if out.returncode != 0:
+        last = out.stderr.strip().splitlines()[-1:] or ["failed"]
+        print(f"# {kind} {name} {dtype} S={S} threads={threads}: {last[0]}", file=sys.stderr)
         return None
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+# Agreement expected of the JAX peer with falsestruct_fast (check_jax); float32 differs by
+# rounding only, and a parameter whose gradient is ~0 may take a different first Adam step.
+CHECK_TOLERANCE = {"float32": (1e-5, 1e-4, 0.05), "float64": (1e-12, 1e-10, 1e-6)}
+
+
+def check_jax(dtype: str) -> bool | None:
+    """Prints the JAX peer's agreement with ours; None if JAX could not run (not importable)."""
+    c = in_subprocess("check", "jax", dtype, 1, 2)
+    if c is None:
+        print(f"# JAX check {dtype}: failed to run; JAX column skipped")
+        return None
+    tol = CHECK_TOLERANCE[dtype]
+    ok = (c["loss_rel_diff"] <= tol[0] and c["grad_rel_diff"] <= tol[1]
+          and c["step_diff_over_lr"] <= tol[2])
+    print(f"# JAX check {dtype}: loss {c['loss_jax']:.10g} (ours {c['loss']:.10g}, rel diff "
+          f"{c['loss_rel_diff']:.1e}), gradients rel diff {c['grad_rel_diff']:.1e}, one Adam step "
+          f"max|diff| {c['step_diff_over_lr']:.1e} lr: {'ok' if ok else 'MISMATCH'}")
+    return ok
+
+
 def main():
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
-    ap.add_argument("--markdown", action="store_true")
+    ap.add_argument("--markdown", action="store_true",
+                    help="accepted for compatibility (the table is always markdown)")
+    ap.add_argument("--measure", choices=("step", "forward"), action="append",
+                    help="only these measures (repeatable; default: both)")
+    ap.add_argument("--dtype", choices=("float32", "float64"), action="append",
+                    help="only these dtypes (repeatable; default: both)")
+    ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch eager column")
+    ap.add_argument("--no-jax", action="store_true", help="skip the JAX column and its check")
     args = ap.parse_args()
     if args.worker:
         kind, name, dtype, S, threads = args.worker
         print(json.dumps(measure(kind, name, dtype, int(S), int(threads))))
         return
-    try:
-        import torch  # noqa: F401
-        have_torch = True
-    except ImportError:
-        have_torch = False
+    import peers
+
+    have = peers.available()
+    have_torch = have["torch"] and not args.no_torch
+    have_jax = have["jax"] and not args.no_jax
+    kinds = args.measure or ["step", "forward"]
+    dtypes = args.dtype or ["float32", "float64"]
     print(f"# Experiment II CNN (batch 60, 32x32x1); {platform.machine()}, {os.cpu_count()} cores, "
           f"{time.strftime('%Y-%m-%d')}")
-    header = ["measure", "dtype", "S", "threads", "falsestruct", "torch_eager", "ratio"]
+    if have_jax and "step" in kinds:
+        for dtype in dtypes:
+            if check_jax(dtype) is None:
+                have_jax = False
+                break
+    header = ["measure", "dtype", "S", "threads", "falsestruct", "torch_eager", "ratio", "jax_scan", "ratio"]
     print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
-    for kind in ("step", "forward"):
-        for dtype in ("float32", "float64"):
+    for kind in kinds:
+        for dtype in dtypes:
             for S in ((1, 8) if kind == "step" else (1,)):
                 for threads in (1, 2):
                     ours = in_subprocess(kind, "falsestruct", dtype, S, threads)
-                    peer = in_subprocess(kind, "torch", dtype, 1, threads) if have_torch and S == 1 else None
+                    torch = in_subprocess(kind, "torch", dtype, 1, threads) if have_torch and S == 1 else None
+                    jax = (in_subprocess(kind, "jax", dtype, S, threads)
+                           if have_jax and kind == "step" else None)
                     unit = "ms/network-step" if kind == "step" else "images/s"
-                    ratio = "-"
-                    if ours and peer:
-                        ratio = f"{peer / ours:.2f}x" if kind == "step" else f"{ours / peer:.2f}x"
-                    row = [f"{kind} ({unit})", dtype, S, threads, f"{ours:.1f}" if ours else "error",
-                           f"{peer:.1f}" if peer else "-", ratio]
+                    row = [f"{kind} ({unit})", dtype, S, threads, f"{ours:.1f}" if ours else "error"]
+                    for peer in (torch, jax):
+                        ratio = "-"
+                        if ours and peer:
+                            ratio = f"{peer / ours:.2f}x" if kind == "step" else f"{ours / peer:.2f}x"
+                        row += [f"{peer:.1f}" if peer else "-", ratio]
                     print("| " + " | ".join(map(str, row)) + " |", flush=True)
 
 

@@ -311,9 +311,10 @@ def input_grad(net: Network, params, X, logit: int | None = None, threads: int |
 
 
 def _row_scalars(net: Network) -> int:
-    """Workspace scalars one data row needs in the native loss/gradient pass: the activations
-    of every layer (input included), two gradient buffers of the widest layer, the targets and
-    two per-row terms (the per-row part of NetWorkspace::scalars in src/falsestruct/network.h)."""
+    """Estimated workspace scalars one data row needs in the native loss/gradient pass: the
+    activations of every layer (input included), two gradient buffers of the widest layer, the
+    targets and two per-row terms (the per-row part of NetWorkspace::scalars in
+    src/falsestruct/network.h; smaller per-row scratch the kernels may add is not counted)."""
     spec = net.spec
     h, w, c = spec[0], spec[1], spec[2]
     widths = [h * w * c]
