@@ -1,32 +1,49 @@
 // 2-D convolution, k x k (odd), stride 1, 'same' zero padding, NHWC activations and HWIO
-// kernels (Keras layouts), written once for every executor as segment-sum phases: each output
-// element sums over the k * k kernel taps (segments), each tap a run of channels.
+// kernels (Keras layouts), written once for every executor as segment-sum phases (implicit
+// matrix products, executor.h).
 #pragma once
 #include "executor.h"
+#include "fs_math.h"
 
 namespace fs {
 
 struct ConvGeometry {
   int B, H, W, Cin, Cout, k;
   FS_HD int pad() const { return k / 2; }
-  FS_HD int64_t pixel(int n, int h, int w) const { return ((int64_t)n * H + h) * W + w; }
+  FS_HD int padded_w() const { return W + 2 * (k / 2); }
 };
 
-// y[n][h][w][co] = act(b[co] + sum_{kh, kw, ci} x[n][h + kh - p][w + kw - p][ci] * K[kh][kw][ci][co]).
+// xp[n][h][w + p][c] = x[n][h][w][c], with p zero columns on both sides: zero padding along
+// w is materialised, so a tap's run of channels is the same for every pixel of an image row;
+// taps above or below the image are skipped as empty segments instead.
+template <class Block, class T>
+FS_HD void conv2d_pad_columns(const Block& blk, const ConvGeometry& g, const T* x, int C, T* xp) {
+  const int p = g.pad(), Wp = g.padded_w();
+  blk.map_2d(g.B * g.H, Wp * C, [=](int row, int e) {
+    const int w = e / C - p, c = e % C;
+    xp[(int64_t)row * Wp * C + e] = (w >= 0 && w < g.W) ? x[((int64_t)row * g.W + w) * C + c] : T(0);
+  });
+}
+
+// y[n][h][w][co] = act(b[co] + sum_{kh, kw, ci} x[n][h + kh - p][w + kw - p][ci] * K[kh][kw][ci][co]):
+// rows are output pixels, grouped by image row; segments are the k * k taps, each a run of Cin
+// channels of the padded input against Cin rows of the kernel. xp: scratch for the padded x.
 template <class Block, class T>
 FS_HD void conv2d_forward(const Block& blk, const ConvGeometry& g, const T* K, const T* b,
-                          const T* x, T* y, bool relu) {
-  const int HW = g.H * g.W, p = g.pad();
+                          const T* x, T* xp, T* y, bool relu) {
+  conv2d_pad_columns(blk, g, x, g.Cin, xp);
+  const int p = g.pad(), Wp = g.padded_w();
   blk.map_2d_segment_sum(
-      g.B * HW, g.Cout, g.k * g.k, g.Cout, [=](int, int co) { return b[co]; },
-      [=](int r, int tap) {
-        const int n = r / HW, h = (r / g.W) % g.H, w = r % g.W;
-        const int ih = h + tap / g.k - p, iw = w + tap % g.k - p;
-        const bool inside = ih >= 0 && ih < g.H && iw >= 0 && iw < g.W;
-        return Segment<T>{inside ? x + g.pixel(n, ih, iw) * g.Cin : x,
-                          K + (int64_t)tap * g.Cin * g.Cout, 1, inside ? g.Cin : 0};
+      SegmentSumShape{g.B * g.H * g.W, g.Cout, g.W, g.k * g.k, 1, g.Cout},
+      [=](int, int co) { return b[co]; },
+      [=](int r) -> const T* { return xp + ((int64_t)(r / g.W) * Wp + r % g.W) * g.Cin; },
+      [=](int image_row, int tap) {
+        const int kh = tap / g.k, kw = tap % g.k, ih = image_row % g.H + kh - p;
+        const bool inside = ih >= 0 && ih < g.H;
+        return Segment<T>{inside ? ((int64_t)(kh - p) * Wp + kw) * g.Cin : 0,
+                          K + (int64_t)tap * g.Cin * g.Cout, inside ? g.Cin : 0};
       },
-      [=](int r, int co, T s) { y[(int64_t)r * g.Cout + co] = (relu && s < T(0)) ? T(0) : s; });
+      [=](int r, int co, T s) { y[(int64_t)r * g.Cout + co] = relu_if(relu, s); });
 }
 
 // Kt[tap][co][ci] = K[tap][ci][co]: the kernel with channels swapped, so the input gradient is
@@ -41,44 +58,48 @@ FS_HD void conv2d_transpose_kernel(const Block& blk, const ConvGeometry& g, cons
 }
 
 // dx[n][h][w][ci] = sum_{kh, kw, co} dy[n][h - kh + p][w - kw + p][co] * K[kh][kw][ci][co], times
-// relu'(x) when x is a ReLU output. Kt from conv2d_transpose_kernel.
+// relu'(x) when x is a ReLU output: the forward product with the kernel flipped and transposed
+// (Kt from conv2d_transpose_kernel). dyp: scratch for the padded dy.
 template <class Block, class T>
 FS_HD void conv2d_backward_input(const Block& blk, const ConvGeometry& g, const T* Kt,
-                                 const T* x, const T* dy, T* dx, bool relu_input) {
-  const int HW = g.H * g.W, p = g.pad();
+                                 const T* x, const T* dy, T* dyp, T* dx, bool relu_input) {
+  conv2d_pad_columns(blk, g, dy, g.Cout, dyp);
+  const int p = g.pad(), Wp = g.padded_w();
   blk.map_2d_segment_sum(
-      g.B * HW, g.Cin, g.k * g.k, g.Cin, [](int, int) { return T(0); },
-      [=](int r, int tap) {
-        const int n = r / HW, h = (r / g.W) % g.H, w = r % g.W;
-        const int oh = h - tap / g.k + p, ow = w - tap % g.k + p;
-        const bool inside = oh >= 0 && oh < g.H && ow >= 0 && ow < g.W;
-        return Segment<T>{inside ? dy + g.pixel(n, oh, ow) * g.Cout : dy,
-                          Kt + (int64_t)tap * g.Cout * g.Cin, 1, inside ? g.Cout : 0};
+      SegmentSumShape{g.B * g.H * g.W, g.Cin, g.W, g.k * g.k, 1, g.Cin},
+      [](int, int) { return T(0); },
+      [=](int r) -> const T* { return dyp + ((int64_t)(r / g.W) * Wp + r % g.W) * g.Cout; },
+      [=](int image_row, int tap) {
+        const int kh = tap / g.k, kw = tap % g.k, oh = image_row % g.H - kh + p;
+        const bool inside = oh >= 0 && oh < g.H;
+        return Segment<T>{inside ? ((int64_t)(p - kh) * Wp + 2 * p - kw) * g.Cout : 0,
+                          Kt + (int64_t)tap * g.Cout * g.Cin, inside ? g.Cout : 0};
       },
       [=](int r, int ci, T s) {
         const int64_t e = (int64_t)r * g.Cin + ci;
-        dx[e] = (!relu_input || x[e] > T(0)) ? s : T(0);
+        dx[e] = relu_grad_if(relu_input, x[e], s);
       });
 }
 
 // dK[kh][kw][ci][co] = sum_{n, h, w} x[n][h + kh - p][w + kw - p][ci] * dy[n][h][w][co];
-// db[co] = sum_{n, h, w} dy[n][h][w][co]. Segments are the output image rows (n, h): a run of
-// x along w (stride Cin) against the rows of dy.
+// db[co] = sum_{n, h, w} dy[n][h][w][co]. Rows are (kh, kw, ci), grouped by kh; segments are
+// the output image rows (n, h): a run of the padded x along w (stride Cin) against the rows of
+// dy. xp: scratch for the padded x.
 template <class Block, class T>
 FS_HD void conv2d_backward_params(const Block& blk, const ConvGeometry& g, const T* x,
-                                  const T* dy, T* dK, T* db) {
-  const int p = g.pad();
+                                  const T* dy, T* xp, T* dK, T* db) {
+  conv2d_pad_columns(blk, g, x, g.Cin, xp);
+  const int p = g.pad(), Wp = g.padded_w(), taps_row = g.k * g.Cin;
   blk.map_2d_segment_sum(
-      g.k * g.k * g.Cin, g.Cout, g.B * g.H, g.Cout, [](int, int) { return T(0); },
-      [=](int row, int seg) {
-        const int tap = row / g.Cin, ci = row % g.Cin, kh = tap / g.k, kw = tap % g.k;
-        const int n = seg / g.H, h = seg % g.H, ih = h + kh - p;
-        // output columns w whose input column w + kw - p lies inside the image
-        const int w0 = p - kw > 0 ? p - kw : 0;
-        const int w1 = g.W + p - kw < g.W ? g.W + p - kw : g.W;
-        if (ih < 0 || ih >= g.H || w1 <= w0) return Segment<T>{x, dy, g.Cin, 0};
-        return Segment<T>{x + g.pixel(n, ih, w0 + kw - p) * g.Cin + ci,
-                          dy + g.pixel(n, h, w0) * g.Cout, g.Cin, w1 - w0};
+      SegmentSumShape{g.k * taps_row, g.Cout, taps_row, g.B * g.H, g.Cin, g.Cout},
+      [](int, int) { return T(0); },
+      [=](int r) -> const T* { return xp + r % taps_row; },
+      [=](int kh, int image_row) {
+        const int ih = image_row % g.H + kh - p;
+        const bool inside = ih >= 0 && ih < g.H;
+        const int64_t x_row = (int64_t)(image_row - image_row % g.H + ih) * Wp * g.Cin;
+        return Segment<T>{inside ? x_row : 0, dy + (int64_t)image_row * g.W * g.Cout,
+                          inside ? g.W : 0};
       },
       [=](int row, int co, T s) { dK[(int64_t)row * g.Cout + co] = s; });
   blk.map_2d_sum(

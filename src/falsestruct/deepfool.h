@@ -175,7 +175,7 @@ FS_HD void deepfool_rows(const Block& blk, const NetShape& s, const T* theta, co
     if (A == 0) break;
     // 1. Check the label at x0 + (1 + eta) r~ (at it = 0: the original point).
     load_check_points(A);
-    net_forward(blk, s, theta, in, A);
+    net_forward(blk, s, theta, in, ws.net.padded, A);
     {
       const T* z = in + (int64_t)s.act_row(s.n_layers) * A;
       const int max_iter = o.max_iter;
@@ -219,7 +219,7 @@ FS_HD void deepfool_rows(const Block& blk, const NetShape& s, const T* theta, co
     // still in place unless the active list changed).
     if (changed || (!o.foolbox && it > 0)) {
       load_points(A, o.foolbox ? over : T(1));
-      net_forward(blk, s, theta, in, A);
+      net_forward(blk, s, theta, in, ws.net.padded, A);
     }
     const T* z = in + (int64_t)s.act_row(s.n_layers) * A;
     // 3. Nearest linearised boundary over the candidates.
@@ -291,7 +291,7 @@ FS_HD void logit_input_grads_rows(const Block& blk, const NetShape& s, const T* 
                                   int row0, int B, T* out, const NetWorkspace<T>& ws) {
   const int d = s.width[0], K = s.n_logits();
   blk.map_1d(B * d, [=](int e) { ws.acts[e] = X[(int64_t)row0 * d + e]; });
-  net_forward(blk, s, theta, ws.acts, B);
+  net_forward(blk, s, theta, ws.acts, ws.padded, B);
   for (int k = 0; k < K; ++k) {
     blk.map_2d(B, K, [=](int n, int j) { ws.delta_a[(int64_t)n * K + j] = T(j == k ? 1 : 0); });
     const T* g = net_backward(blk, s, theta, ws, B, true, false);

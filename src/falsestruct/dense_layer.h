@@ -17,6 +17,7 @@
 #include <math.h>
 #include "config.h"
 #include "executor.h"
+#include "fs_math.h"
 
 namespace fs {
 
@@ -37,14 +38,6 @@ template <class Body>
 FS_HD FS_INLINE void with_narrow_width(int n_out, Body&& body) {
   if (n_out == 1) body(Width<1>{});
   else body(n_out);
-}
-
-// max(s, 0) when relu, else s; NaN passes through (s < 0 is false), so divergence stays
-// visible. Branch-free: a branch on the sign of a logit mispredicts once samples are shuffled.
-template <class T>
-FS_HD FS_INLINE T relu_if(bool relu, T s) {
-  const T lo = relu ? T(0) : -T(INFINITY);
-  return s < lo ? lo : s;
 }
 
 // y[n][j] = act(b[j] + sum_i x[n][i] * W[i][j]);  W is (n_in, n_out) row-major (Keras).
@@ -72,7 +65,7 @@ FS_HD void dense_backward_input(const Block& blk, const T* W, const T* x, const 
                                 int n_in, int n_out, int B, bool relu_input) {
   auto store = [=](int n, int i, T s) {
     const int64_t e = (int64_t)n * n_in + i;
-    dx[e] = (!relu_input || x[e] > T(0)) ? s : T(0);
+    dx[e] = relu_grad_if(relu_input, x[e], s);
   };
   if (narrow_outputs(n_out)) {
     with_narrow_width(n_out, [&](auto n_out) {

@@ -16,6 +16,10 @@
 #pragma once
 #include <stdint.h>
 #include "config.h"
+#include "segment_sum.h"
+#if !defined(__CUDACC__)
+#include "host_segment_sum.h"
+#endif
 #if !defined(__CUDACC__)
 #include <atomic>
 #include <thread>
@@ -43,31 +47,6 @@ template <class Init, class Term, class Finish>
 FS_HD FS_INLINE void sum_element(int r, int c, int len, Init& init, Term& term, Finish& finish) {
   auto acc = init(r, c);
   for (int k = 0; k < len; ++k) acc += term(r, c, k);
-  finish(r, c, acc);
-}
-
-// Segment-sum phase (an implicit matrix product, e.g. a convolution): element (r, c) is
-//   acc = init(r, c);  for each segment g = segment(r, s), s < n_seg:
-//     acc += g.x[j * g.x_stride] * g.w[j * w_stride + c]  for j < g.count;
-//   finish(r, c, acc).
-// A segment is a run of scalars x (any stride) against rows of a row-major operand w whose
-// columns are the phase's columns; count = 0 skips it (zero padding).
-template <class T>
-struct Segment {
-  const T* x;
-  const T* w;
-  int x_stride;
-  int count;
-};
-
-template <class Init, class Seg, class Finish>
-FS_HD FS_INLINE void segment_sum_element(int r, int c, int n_seg, int w_stride, Init& init,
-                                         Seg& segment, Finish& finish) {
-  auto acc = init(r, c);
-  for (int s = 0; s < n_seg; ++s) {
-    const auto g = segment(r, s);
-    for (int j = 0; j < g.count; ++j) acc += g.x[j * g.x_stride] * g.w[(int64_t)j * w_stride + c];
-  }
   finish(r, c, acc);
 }
 
@@ -163,40 +142,15 @@ struct HostBlock {
     FS_SIMD
     for (int c = 0; c < W; ++c) finish(r, c0 + c, acc[c]);
   }
-  // Segment-sum phase (see segment_sum_element): each scalar of a segment is broadcast against
-  // a block of up to 64 columns of w held in registers.
-  template <class Init, class Seg, class Finish>
-  FS_INLINE void map_2d_segment_sum(int rows, int cols, int n_seg, int w_stride, Init&& init,
+#if !defined(__CUDACC__)
+  // Segment-sum phase (see segment_sum_element): register tiles of up to 8 rows x up to 4
+  // column vectors (see host_segment_sum.h).
+  template <class Init, class RowX, class Seg, class Finish>
+  FS_INLINE void map_2d_segment_sum(const SegmentSumShape& p, Init&& init, RowX&& row_x,
                                     Seg&& segment, Finish&& finish) const {
-    for (int r = 0; r < rows; ++r) {
-      int c0 = 0;
-      for (; c0 + 64 <= cols; c0 += 64) segment_block<64>(r, c0, n_seg, w_stride, init, segment, finish);
-      if (cols - c0 >= 48) { segment_block<48>(r, c0, n_seg, w_stride, init, segment, finish); c0 += 48; }
-      if (cols - c0 >= 32) { segment_block<32>(r, c0, n_seg, w_stride, init, segment, finish); c0 += 32; }
-      if (cols - c0 >= 16) { segment_block<16>(r, c0, n_seg, w_stride, init, segment, finish); c0 += 16; }
-      if (cols - c0 >= 8) { segment_block<8>(r, c0, n_seg, w_stride, init, segment, finish); c0 += 8; }
-      for (; c0 < cols; ++c0) segment_block<1>(r, c0, n_seg, w_stride, init, segment, finish);
-    }
+    host_segment_sum_groups(p, 0, p.rows / p.group, init, row_x, segment, finish);
   }
-  template <int W, class Init, class Seg, class Finish>
-  FS_INLINE static void segment_block(int r, int c0, int n_seg, int w_stride, Init& init,
-                                      Seg& segment, Finish& finish) {
-    using Acc = decltype(init(0, 0));
-    Acc acc[W];
-    FS_SIMD
-    for (int c = 0; c < W; ++c) acc[c] = init(r, c0 + c);
-    for (int s = 0; s < n_seg; ++s) {
-      const auto g = segment(r, s);
-      for (int j = 0; j < g.count; ++j) {
-        const Acc xv = g.x[j * g.x_stride];
-        const Acc* wrow = g.w + (int64_t)j * w_stride + c0;
-        FS_SIMD
-        for (int c = 0; c < W; ++c) acc[c] += xv * wrow[c];
-      }
-    }
-    FS_SIMD
-    for (int c = 0; c < W; ++c) finish(r, c0 + c, acc[c]);
-  }
+#endif
   // Dot phase (see lane_dot_rows): lanes run over k; four rows at a time give four
   // independent accumulator chains. Each row's sum has the same order as dot_element's.
   template <class Term, class Finish>
@@ -275,14 +229,12 @@ struct HostTeamBlock {
           [&](int r, int c, decltype(init(0, 0)) v) { finish(lo + r, c, v); });
     });
   }
-  template <class Init, class Seg, class Finish>
-  void map_2d_segment_sum(int rows, int cols, int n_seg, int w_stride, Init&& init, Seg&& segment,
+  // Threads take whole groups, so every tile is the same as with HostBlock.
+  template <class Init, class RowX, class Seg, class Finish>
+  void map_2d_segment_sum(const SegmentSumShape& p, Init&& init, RowX&& row_x, Seg&& segment,
                           Finish&& finish) const {
-    on_my_rows(rows, [&](int lo, int count) {
-      HostBlock{}.map_2d_segment_sum(
-          count, cols, n_seg, w_stride, [&](int r, int c) { return init(lo + r, c); },
-          [&](int r, int s) { return segment(lo + r, s); },
-          [&](int r, int c, decltype(init(0, 0)) v) { finish(lo + r, c, v); });
+    on_my_rows(p.rows / p.group, [&](int lo, int count) {
+      host_segment_sum_groups(p, lo, lo + count, init, row_x, segment, finish);
     });
   }
   template <class Term, class Finish>
@@ -316,11 +268,11 @@ struct EmulatedBlock {
   void map_2d_sum(int rows, int cols, int len, Init&& init, Term&& term, Finish&& finish) const {
     map_2d(rows, cols, [&](int r, int c) { sum_element(r, c, len, init, term, finish); });
   }
-  template <class Init, class Seg, class Finish>
-  void map_2d_segment_sum(int rows, int cols, int n_seg, int w_stride, Init&& init, Seg&& segment,
+  template <class Init, class RowX, class Seg, class Finish>
+  void map_2d_segment_sum(const SegmentSumShape& p, Init&& init, RowX&& row_x, Seg&& segment,
                           Finish&& finish) const {
-    map_2d(rows, cols, [&](int r, int c) {
-      segment_sum_element(r, c, n_seg, w_stride, init, segment, finish);
+    map_2d(p.rows, p.cols, [&](int r, int c) {
+      segment_sum_element(p, r, c, init, row_x, segment, finish);
     });
   }
   template <class Term, class Finish>
@@ -349,11 +301,11 @@ struct CudaBlock {
                                        Finish&& finish) const {
     map_2d(rows, cols, [&](int r, int c) { sum_element(r, c, len, init, term, finish); });
   }
-  template <class Init, class Seg, class Finish>
-  __device__ FS_INLINE void map_2d_segment_sum(int rows, int cols, int n_seg, int w_stride,
-                                               Init&& init, Seg&& segment, Finish&& finish) const {
-    map_2d(rows, cols, [&](int r, int c) {
-      segment_sum_element(r, c, n_seg, w_stride, init, segment, finish);
+  template <class Init, class RowX, class Seg, class Finish>
+  __device__ FS_INLINE void map_2d_segment_sum(const SegmentSumShape& p, Init&& init,
+                                               RowX&& row_x, Seg&& segment, Finish&& finish) const {
+    map_2d(p.rows, p.cols, [&](int r, int c) {
+      segment_sum_element(p, r, c, init, row_x, segment, finish);
     });
   }
   template <class Term, class Finish>

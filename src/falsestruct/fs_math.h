@@ -81,4 +81,20 @@ FS_HD FS_INLINE float exp_poly(float x) {
   return x != x ? x : (x > 88.722f ? INFINITY : (x < -103.3f ? 0.0f : y));
 }
 
+// max(s, 0) when relu, else s; NaN passes through (s < 0 is false), so divergence stays
+// visible. Branch-free: a branch on the sign of a logit mispredicts once samples are shuffled.
+template <class T>
+FS_HD FS_INLINE T relu_if(bool relu, T s) {
+  const T lo = relu ? T(0) : -T(INFINITY);
+  return s < lo ? lo : s;
+}
+
+// The gradient s passed through a ReLU whose output was x (x > 0 exactly where its input was),
+// or s unchanged when there is no ReLU. Both operands are always read: branch-free.
+template <class T>
+FS_HD FS_INLINE T relu_grad_if(bool relu, T x, T s) {
+  const bool pass = (x > T(0)) | !relu;
+  return pass ? s : T(0);
+}
+
 }  // namespace fs

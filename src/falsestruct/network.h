@@ -27,13 +27,16 @@ struct NetWorkspace {
   T* terms;     // 2 * B: per-sample loss and correctness
   T* grad;      // n_params
   T* kernel_t;  // max_conv_weights: a conv kernel with its channels swapped
+  T* padded;    // B * max_conv_scratch: a conv layer's input or output gradient, padded
   int* rows;    // B: data rows of the current batch
   int* order;   // max(N, n_batches): per-epoch permutation
   int* draws;   // max(N, n_batches): its random swap partners
 
   FS_HD static int64_t scalars(const NetShape& s, int B) {
-    return (s.sum_width + 2LL * s.max_width + s.n_logits() + 2) * B + s.n_params +
-           s.max_conv_weights;
+    return scalars_per_row(s) * B + s.n_params + s.max_conv_weights;
+  }
+  FS_HD static int64_t scalars_per_row(const NetShape& s) {
+    return s.sum_width + 2LL * s.max_width + s.n_logits() + 2 + s.max_conv_scratch;
   }
   FS_HD static int64_t ints(int B, int N) { return (int64_t)B + 2LL * (N > B ? N : B); }
   FS_HD static NetWorkspace carve(const NetShape& s, int B, int N, T* scalar_buf, int* int_buf) {
@@ -45,6 +48,7 @@ struct NetWorkspace {
     w.terms = w.targets + (int64_t)s.n_logits() * B;
     w.grad = w.terms + 2 * B;
     w.kernel_t = w.grad + s.n_params;
+    w.padded = w.kernel_t + s.max_conv_weights;
     w.rows = int_buf;
     w.order = int_buf + B;
     w.draws = w.order + (N > B ? N : B);
@@ -62,8 +66,10 @@ FS_HD void gather_batch(const Block& blk, const T* X, const T* Y, const int* row
 }
 
 // Forward through all layers; the input batch (B, width[0]) must already be at acts.
+// `padded`: scratch of B * s.max_conv_scratch scalars (NetWorkspace::padded).
 template <class Block, class T>
-FS_HD void net_forward(const Block& blk, const NetShape& s, const T* theta, T* acts, int B) {
+FS_HD void net_forward(const Block& blk, const NetShape& s, const T* theta, T* acts, T* padded,
+                       int B) {
   for (int l = 0; l < s.n_layers; ++l) {
     const Layer& L = s.layer[l];
     const T* x = acts + (int64_t)s.act_row(l) * B;
@@ -75,7 +81,8 @@ FS_HD void net_forward(const Block& blk, const NetShape& s, const T* theta, T* a
         dense_forward(blk, W, b, x, y, s.n_in(l), s.n_out(l), B, L.relu);
         break;
       case LayerKind::Conv2D:
-        conv2d_forward(blk, ConvGeometry{B, L.in_h, L.in_w, L.in_c, L.out_c, L.k}, W, b, x, y, L.relu);
+        conv2d_forward(blk, ConvGeometry{B, L.in_h, L.in_w, L.in_c, L.out_c, L.k}, W, b, x,
+                       padded, y, L.relu);
         break;
       case LayerKind::MaxPool2:
         maxpool2_forward(blk, PoolGeometry{B, L.in_h, L.in_w, L.in_c}, x, y);
@@ -113,9 +120,9 @@ FS_HD T* net_backward(const Block& blk, const NetShape& s, const T* theta,
         const ConvGeometry g{B, L.in_h, L.in_w, L.in_c, L.out_c, L.k};
         if (need_dx) {
           conv2d_transpose_kernel(blk, g, W, ws.kernel_t);
-          conv2d_backward_input(blk, g, ws.kernel_t, x, dy, dx, relu_input);
+          conv2d_backward_input(blk, g, ws.kernel_t, x, dy, ws.padded, dx, relu_input);
         }
-        if (want_param_grads) conv2d_backward_params(blk, g, x, dy, dW, db);
+        if (want_param_grads) conv2d_backward_params(blk, g, x, dy, ws.padded, dW, db);
         break;
       }
       case LayerKind::MaxPool2:
@@ -198,7 +205,7 @@ FS_HD void train_network(const Block& blk, const TrainArgs<T>& a, int net,
                                                  : k;
       });
       gather_batch(blk, X, Y, rows, ws.acts, ws.targets, d, t_per, B);
-      net_forward(blk, s, theta, ws.acts, B);
+      net_forward(blk, s, theta, ws.acts, ws.padded, B);
       loss_grad(blk, a.loss, logits, ws.targets, ws.delta_a, K, B);
       if (record) {
         loss_terms(blk, a.loss, logits, ws.targets, ws.terms, ws.terms + B, K, B);
@@ -230,7 +237,7 @@ FS_HD void train_network(const Block& blk, const TrainArgs<T>& a, int net,
 constexpr int kForwardTile = 512;
 constexpr int64_t kForwardScratch = int64_t(1) << 23;
 FS_HD inline int forward_tile(const NetShape& s, int N) {
-  const int64_t fit = kForwardScratch / (s.sum_width + 2LL * s.max_width + s.n_logits() + 2);
+  const int64_t fit = kForwardScratch / NetWorkspace<float>::scalars_per_row(s);
   int tile = static_cast<int>(fit < kForwardTile ? fit : kForwardTile);
   if (tile < 1) tile = 1;
   return tile < N ? tile : N;
@@ -242,7 +249,7 @@ FS_HD void net_forward_rows(const Block& blk, const NetShape& s, const T* theta,
                             int row0, int B, T* out, const NetWorkspace<T>& ws) {
   const int d = s.width[0], K = s.n_logits();
   blk.map_1d(B * d, [=](int e) { ws.acts[e] = X[(int64_t)row0 * d + e]; });
-  net_forward(blk, s, theta, ws.acts, B);
+  net_forward(blk, s, theta, ws.acts, ws.padded, B);
   const T* z = ws.acts + (int64_t)s.act_row(s.n_layers) * B;
   blk.map_1d(B * K, [=](int e) { out[e] = z[e]; });
 }
@@ -257,7 +264,7 @@ FS_HD void net_loss_and_grad(const Block& blk, const NetShape& s, LossKind loss,
   const int B = N;
   blk.map_1d(B, [=](int n) { ws.rows[n] = n; });
   gather_batch(blk, X, Y, ws.rows, ws.acts, ws.targets, d, targets_per_sample(loss, K), B);
-  net_forward(blk, s, theta, ws.acts, B);
+  net_forward(blk, s, theta, ws.acts, ws.padded, B);
   const T* z = ws.acts + (int64_t)s.act_row(s.n_layers) * B;
   loss_grad(blk, loss, z, ws.targets, ws.delta_a, K, B);
   loss_terms(blk, loss, z, ws.targets, ws.terms, ws.terms + B, K, B);

@@ -2,6 +2,7 @@
 // sizes the last window is clipped at the bottom/right edge. NHWC activations.
 #pragma once
 #include "executor.h"
+#include "fs_math.h"
 
 namespace fs {
 
@@ -12,20 +13,21 @@ struct PoolGeometry {
 };
 
 // Position (0..3, row-major in the window) of the first maximum of window (n, oh, ow), channel c.
-// NaN propagates: a NaN is taken as the maximum, so divergence stays visible.
+// NaN propagates: a NaN is taken as the maximum, so divergence stays visible. Branch-free
+// (selects, not jumps): on real data which of the four wins is unpredictable.
 template <class T>
 FS_HD FS_INLINE int pool_argmax(const PoolGeometry& g, const T* x, int n, int oh, int ow, int c,
                                 T* max_out) {
+  const T* corner = x + (((int64_t)n * g.H + 2 * oh) * g.W + 2 * ow) * g.C + c;
+  const bool right = 2 * ow + 1 < g.W, below = 2 * oh + 1 < g.H;
   int best = 0;
-  T m = x[(((int64_t)n * g.H + 2 * oh) * g.W + 2 * ow) * g.C + c];
+  T m = corner[0];
   for (int q = 1; q < 4; ++q) {
-    const int h = 2 * oh + q / 2, w = 2 * ow + q % 2;
-    if (h >= g.H || w >= g.W) continue;
-    const T v = x[(((int64_t)n * g.H + h) * g.W + w) * g.C + c];
-    if (v > m || (v != v && m == m)) {
-      m = v;
-      best = q;
-    }
+    const bool inside = (q % 2 == 0 || right) && (q < 2 || below);
+    const T v = inside ? corner[((q / 2) * g.W + q % 2) * g.C] : m;
+    const bool take = inside && (v > m || (v != v && m == m));
+    m = take ? v : m;
+    best = take ? q : best;
   }
   *max_out = m;
   return best;
@@ -43,19 +45,23 @@ FS_HD void maxpool2_forward(const Block& blk, const PoolGeometry& g, const T* x,
 }
 
 // dx = dy routed to the first maximum of each window (zero elsewhere), times relu'(x) when x is
-// a ReLU output. Windows do not overlap, so each input element has at most one source.
+// a ReLU output. Windows do not overlap and cover the input, so each window writes its own
+// (up to) four input positions.
 template <class Block, class T>
 FS_HD void maxpool2_backward_input(const Block& blk, const PoolGeometry& g, const T* x,
                                    const T* dy, T* dx, bool relu_input) {
   const int OH = g.out_h(), OW = g.out_w();
-  blk.map_2d(g.B * g.H * g.W, g.C, [=](int r, int c) {
-    const int n = r / (g.H * g.W), h = (r / g.W) % g.H, w = r % g.W;
-    const int oh = h / 2, ow = w / 2;
+  blk.map_2d(g.B * OH * OW, g.C, [=](int r, int c) {
+    const int n = r / (OH * OW), oh = (r / OW) % OH, ow = r % OW;
     T m;
     const int best = pool_argmax(g, x, n, oh, ow, c, &m);
-    const int64_t e = (int64_t)r * g.C + c;
-    const bool routed = best == (h % 2) * 2 + (w % 2);
-    dx[e] = routed && (!relu_input || x[e] > T(0)) ? dy[(((int64_t)n * OH + oh) * OW + ow) * g.C + c] : T(0);
+    const T grad = dy[(int64_t)r * g.C + c];
+    for (int q = 0; q < 4; ++q) {
+      const int h = 2 * oh + q / 2, w = 2 * ow + q % 2;
+      if (h >= g.H || w >= g.W) continue;
+      const int64_t e = (((int64_t)n * g.H + h) * g.W + w) * g.C + c;
+      dx[e] = q == best ? relu_grad_if(relu_input, x[e], grad) : T(0);
+    }
   });
 }
 

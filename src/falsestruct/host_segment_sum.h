@@ -1,0 +1,162 @@
+// CPU engine of the segment-sum phase (executor.h): a register-tiled implicit matrix product.
+//
+// A tile is R rows x NV column vectors of accumulators (up to 24 vector registers). For each
+// term j of a segment the tile loads NV vectors of the row w[j] once and multiplies them by R
+// broadcast scalars x_i[j], one per row: R * NV independent fused multiply-adds per load of w,
+// enough chains to hide the FMA latency and few enough loads to stay FMA-bound (llm.c's and
+// BLIS's micro-kernel idea, with the segments' indirection of a convolution).
+// Every element is still summed in segment_sum_element's order, so the tiles agree with the
+// EmulatedBlock / CUDA executors up to FMA contraction, and bitwise with each other.
+#pragma once
+#if !defined(__CUDACC__)
+#include <stdint.h>
+#include <string.h>
+#include "segment_sum.h"
+
+namespace fs {
+
+#if defined(__AVX512F__)
+constexpr int kHostVectorBytes = 64;
+constexpr int kHostTileVectors = 24;  // 32 vector registers: 24 accumulators + loads
+#else
+constexpr int kHostVectorBytes = 32;
+constexpr int kHostTileVectors = 12;  // 16 vector registers
+#endif
+
+// A SIMD vector of `Bytes` bytes of T (GCC/Clang vector extension); Bytes == sizeof(T) is a scalar.
+template <class T, int Bytes>
+struct HostVector {
+  typedef T type __attribute__((vector_size(Bytes)));
+};
+template <class T>
+struct HostVector<T, sizeof(T)> {
+  typedef T type;
+};
+
+template <class V, class T>
+FS_INLINE V load_vector(const T* p) {
+  V v;
+  memcpy(&v, p, sizeof(V));
+  return v;
+}
+
+// One tile: rows r0 .. r0 + R - 1 (all in group grp), from column c0 on NV full vectors V and
+// NH (0 or 1) half-width vectors H (24 float32 channels = one 16-lane and one 8-lane vector).
+template <int R, int NV, int NH, class V, class H, class Init, class RowX, class Seg, class Finish>
+FS_INLINE void segment_sum_tile(const SegmentSumShape& p, int grp, int r0, int c0, Init& init,
+                                RowX& row_x, Seg& segment, Finish& finish) {
+  using T = decltype(init(0, 0));
+  constexpr int L = sizeof(V) / sizeof(T), LH = sizeof(H) / sizeof(T);
+  constexpr int NVA = NV > 0 ? NV : 1, NHA = NH > 0 ? NH : 1;  // no zero-size arrays
+  V acc[R][NVA];
+  H acc_h[R][NHA];
+  T lane[L];
+#pragma GCC unroll 12
+  for (int i = 0; i < R; ++i) {
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      for (int l = 0; l < L; ++l) lane[l] = init(r0 + i, c0 + v * L + l);
+      acc[i][v] = load_vector<V>(lane);
+    }
+    if (NH) {
+      for (int l = 0; l < LH; ++l) lane[l] = init(r0 + i, c0 + NV * L + l);
+      acc_h[i][0] = load_vector<H>(lane);
+    }
+  }
+  const T* xr[R];
+#pragma GCC unroll 12
+  for (int i = 0; i < R; ++i) xr[i] = row_x(r0 + i);
+  const int64_t xs = p.x_stride, ws = p.w_stride;
+  for (int s = 0; s < p.n_seg; ++s) {
+    const auto g = segment(grp, s);
+    if (g.count <= 0) continue;
+    const T* w = g.w + c0;
+    const T* x[R];
+#pragma GCC unroll 12
+    for (int i = 0; i < R; ++i) x[i] = xr[i] + g.x_offset;
+    for (int j = 0; j < g.count; ++j) {
+      V wv[NVA];
+      H wh[NHA];
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) wv[v] = load_vector<V>(w + j * ws + v * L);
+      if (NH) wh[0] = load_vector<H>(w + j * ws + NV * L);
+#pragma GCC unroll 12
+      for (int i = 0; i < R; ++i) {
+        const T xv = x[i][j * xs];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) acc[i][v] += xv * wv[v];
+        if (NH) acc_h[i][0] += xv * wh[0];
+      }
+    }
+  }
+#pragma GCC unroll 12
+  for (int i = 0; i < R; ++i) {
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      memcpy(lane, &acc[i][v], sizeof(V));
+      for (int l = 0; l < L; ++l) finish(r0 + i, c0 + v * L + l, lane[l]);
+    }
+    if (NH) {
+      memcpy(lane, &acc_h[i][0], sizeof(H));
+      for (int l = 0; l < LH; ++l) finish(r0 + i, c0 + NV * L + l, lane[l]);
+    }
+  }
+}
+
+// The rows of one group against one column block: tiles of R rows (as many as the
+// accumulator registers allow, at most 12), then of 4, then single rows.
+template <int NV, int NH, class V, class H, class Init, class RowX, class Seg, class Finish>
+FS_INLINE void segment_sum_column_block(const SegmentSumShape& p, int grp, int c0, Init& init,
+                                        RowX& row_x, Seg& segment, Finish& finish) {
+  constexpr int R0 = kHostTileVectors / (NV + NH);
+  constexpr int RMAX = 8;
+  constexpr int R = R0 > RMAX ? RMAX : R0;
+  const int r_begin = grp * p.group, r_end = r_begin + p.group;
+  int r = r_begin;
+  for (; r + R <= r_end; r += R)
+    segment_sum_tile<R, NV, NH, V, H>(p, grp, r, c0, init, row_x, segment, finish);
+  if (R > 4)
+    for (; r + 4 <= r_end; r += 4)
+      segment_sum_tile<4, NV, NH, V, H>(p, grp, r, c0, init, row_x, segment, finish);
+  for (; r < r_end; ++r) segment_sum_tile<1, NV, NH, V, H>(p, grp, r, c0, init, row_x, segment, finish);
+}
+
+// One group: columns in blocks of up to 4 full vectors; the last block also takes a
+// half-width vector when at least half a vector of columns is left; the rest one scalar
+// column at a time.
+template <class Init, class RowX, class Seg, class Finish>
+FS_INLINE void segment_sum_group(const SegmentSumShape& p, int grp, Init& init, RowX& row_x,
+                                 Seg& segment, Finish& finish) {
+  using T = decltype(init(0, 0));
+  using V = typename HostVector<T, kHostVectorBytes>::type;
+  using H = typename HostVector<T, kHostVectorBytes / 2>::type;
+  constexpr int L = kHostVectorBytes / sizeof(T), LH = L / 2;
+  int c = 0;
+  for (; p.cols - c > 4 * L + LH; c += 4 * L)
+    segment_sum_column_block<4, 0, V, H>(p, grp, c, init, row_x, segment, finish);
+  const int nv = (p.cols - c) / L;
+  const int nh = (p.cols - c - nv * L) >= LH ? 1 : 0;
+  switch (nv * 2 + nh) {
+    case 1: segment_sum_column_block<0, 1, V, H>(p, grp, c, init, row_x, segment, finish); break;
+    case 2: segment_sum_column_block<1, 0, V, H>(p, grp, c, init, row_x, segment, finish); break;
+    case 3: segment_sum_column_block<1, 1, V, H>(p, grp, c, init, row_x, segment, finish); break;
+    case 4: segment_sum_column_block<2, 0, V, H>(p, grp, c, init, row_x, segment, finish); break;
+    case 5: segment_sum_column_block<2, 1, V, H>(p, grp, c, init, row_x, segment, finish); break;
+    case 6: segment_sum_column_block<3, 0, V, H>(p, grp, c, init, row_x, segment, finish); break;
+    case 7: segment_sum_column_block<3, 1, V, H>(p, grp, c, init, row_x, segment, finish); break;
+    case 8: segment_sum_column_block<4, 0, V, H>(p, grp, c, init, row_x, segment, finish); break;
+    default: break;
+  }
+  for (c += nv * L + nh * LH; c < p.cols; ++c)
+    segment_sum_column_block<0, 1, T, T>(p, grp, c, init, row_x, segment, finish);
+}
+
+// Groups [g0, g1).
+template <class Init, class RowX, class Seg, class Finish>
+FS_INLINE void host_segment_sum_groups(const SegmentSumShape& p, int g0, int g1, Init& init,
+                                       RowX& row_x, Seg& segment, Finish& finish) {
+  for (int grp = g0; grp < g1; ++grp) segment_sum_group(p, grp, init, row_x, segment, finish);
+}
+
+}  // namespace fs
+#endif
