@@ -1,3 +1,3 @@
-source_hash = "f4a0f4bb408d0fda91370e8cd40887abc6951f4e5d4d67f44768d2a80c0e6a18"
+source_hash = "6e16fa73c948cb85b904f62a7b644400fec91630fbd89b8036c2ebf06f9c8b8f"
 cuda_built = True
 native_arch = True

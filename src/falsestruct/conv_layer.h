@@ -19,9 +19,9 @@ struct ConvGeometry {
 template <class Block, class T>
 FS_HD void conv2d_pad_columns(const Block& blk, const ConvGeometry& g, const T* x, int C, T* xp) {
   const int p = g.pad(), Wp = g.padded_w();
-  blk.map_2d(g.B * g.H, Wp * C, [=](int row, int e) {
-    const int w = e / C - p, c = e % C;
-    xp[(int64_t)row * Wp * C + e] = (w >= 0 && w < g.W) ? x[((int64_t)row * g.W + w) * C + c] : T(0);
+  blk.map_2d(g.B * g.H * Wp, C, [=](int pixel, int c) {
+    const int row = pixel / Wp, w = pixel % Wp - p;
+    xp[(int64_t)pixel * C + c] = (w >= 0 && w < g.W) ? x[((int64_t)row * g.W + w) * C + c] : T(0);
   });
 }
 

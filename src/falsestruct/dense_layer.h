@@ -9,8 +9,9 @@
 // When the output side is narrow (e.g. the single logit of a binary classifier) lanes over
 // output units would be mostly idle, so the same products run with lanes over input units:
 //   forward         y[n][j] = dot(x[n][:], W[:][j])     (one lane dot per row)
-//   input grad      dx[n][:] += dy[n][j] * W[:][j]
+//   input grad      dx[n][:] += dy[n][j] * W[:][j]   (W transposed first)
 //   weight grad     dW[:][j] += dy[n][j] * x[n][:]
+// (the backward products already do so below kShortOutputs output units).
 // The choice depends only on the shape, so every executor computes the same sums in the same
 // order and agrees with the others bit for bit.
 #pragma once
@@ -24,6 +25,11 @@ namespace fs {
 // Layers with fewer output units than this run their products with lanes over input units.
 constexpr int kNarrowOutputs = 8;
 FS_HD FS_INLINE bool narrow_outputs(int n_out) { return n_out < kNarrowOutputs; }
+
+// The backward products take lanes over input units for layers with fewer output units than
+// this: a dot product over so few outputs would leave most of its 16 lanes idle.
+constexpr int kShortOutputs = 32;
+FS_HD FS_INLINE bool short_outputs(int n_out) { return n_out < kShortOutputs; }
 
 // A width known at compile time. Narrow layers index W[i * n_out + j] with lanes over i; with a
 // runtime n_out that is a strided gather, with n_out = Width<1> a contiguous load.
@@ -59,19 +65,25 @@ FS_HD void dense_forward(const Block& blk, const T* W, const T* b, const T* x, T
 }
 
 // dx[n][i] = sum_j dy[n][j] * W[i][j], times relu'(x) when the input x is a ReLU output
-// (x > 0 exactly where the pre-activation was > 0).
+// (x > 0 exactly where the pre-activation was > 0). With few outputs, lanes run over i against
+// the rows of W transposed (Wt: scratch of n_in * n_out; W itself when n_out = 1).
 template <class Block, class T>
-FS_HD void dense_backward_input(const Block& blk, const T* W, const T* x, const T* dy, T* dx,
-                                int n_in, int n_out, int B, bool relu_input) {
+FS_HD void dense_backward_input(const Block& blk, const T* W, T* Wt, const T* x, const T* dy,
+                                T* dx, int n_in, int n_out, int B, bool relu_input) {
   auto store = [=](int n, int i, T s) {
     const int64_t e = (int64_t)n * n_in + i;
     dx[e] = relu_grad_if(relu_input, x[e], s);
   };
-  if (narrow_outputs(n_out)) {
+  if (short_outputs(n_out)) {
     with_narrow_width(n_out, [&](auto n_out) {
+      const T* rows = W;
+      if (n_out > 1) {
+        blk.map_2d(n_out, n_in, [=](int j, int i) { Wt[(int64_t)j * n_in + i] = W[(int64_t)i * n_out + j]; });
+        rows = Wt;
+      }
       blk.map_2d_sum(
           B, n_in, n_out, [](int, int) { return T(0); },
-          [=](int n, int i, int j) { return dy[(int64_t)n * n_out + j] * W[i * n_out + j]; }, store);
+          [=](int n, int i, int j) { return dy[(int64_t)n * n_out + j] * rows[(int64_t)j * n_in + i]; }, store);
     });
   } else {
     blk.map_2d_dot(
@@ -85,7 +97,7 @@ template <class Block, class T>
 FS_HD void dense_backward_params(const Block& blk, const T* x, const T* dy, T* dW, T* db,
                                  int n_in, int n_out, int B) {
   auto zero = [](int, int) { return T(0); };
-  if (narrow_outputs(n_out)) {
+  if (short_outputs(n_out)) {
     with_narrow_width(n_out, [&](auto n_out) {
       blk.map_2d_sum(
           n_out, n_in, B, zero,

@@ -35,7 +35,7 @@ struct NetShape {
   int64_t n_params = 0;
   int max_width = 0;
   int sum_width = 0;                 // width[0] + ... + width[L]
-  int64_t max_conv_weights = 0;      // largest conv kernel (scratch for its transpose)
+  int64_t max_layer_weights = 0;     // largest kernel (scratch for its transpose)
   int64_t max_conv_scratch = 0;      // per sample: largest padded conv activation
 
   FS_HD int n_in(int l) const { return width[l]; }
@@ -66,11 +66,11 @@ inline bool finish_net_shape(NetShape* s) {
     if (L.kind == LayerKind::Dense) n_w = (int64_t)s->width[l] * L.out_c;
     if (L.kind == LayerKind::Conv2D) {
       n_w = (int64_t)L.k * L.k * L.in_c * L.out_c;
-      if (n_w > s->max_conv_weights) s->max_conv_weights = n_w;
       const int64_t pad = (int64_t)L.in_h * (L.in_w + 2 * (L.k / 2)) *
                           (L.in_c > L.out_c ? L.in_c : L.out_c);
       if (pad > s->max_conv_scratch) s->max_conv_scratch = pad;
     }
+    if (n_w > s->max_layer_weights) s->max_layer_weights = n_w;
     s->w_offset[l] = off;
     off += n_w;
     s->b_offset[l] = off;

@@ -26,14 +26,14 @@ struct NetWorkspace {
   T* targets;   // B * n_logits
   T* terms;     // 2 * B: per-sample loss and correctness
   T* grad;      // n_params
-  T* kernel_t;  // max_conv_weights: a conv kernel with its channels swapped
+  T* kernel_t;  // max_layer_weights: a kernel transposed (conv: channels swapped)
   T* padded;    // B * max_conv_scratch: a conv layer's input or output gradient, padded
   int* rows;    // B: data rows of the current batch
   int* order;   // max(N, n_batches): per-epoch permutation
   int* draws;   // max(N, n_batches): its random swap partners
 
   FS_HD static int64_t scalars(const NetShape& s, int B) {
-    return scalars_per_row(s) * B + s.n_params + s.max_conv_weights;
+    return scalars_per_row(s) * B + s.n_params + s.max_layer_weights;
   }
   FS_HD static int64_t scalars_per_row(const NetShape& s) {
     return s.sum_width + 2LL * s.max_width + s.n_logits() + 2 + s.max_conv_scratch;
@@ -48,7 +48,7 @@ struct NetWorkspace {
     w.terms = w.targets + (int64_t)s.n_logits() * B;
     w.grad = w.terms + 2 * B;
     w.kernel_t = w.grad + s.n_params;
-    w.padded = w.kernel_t + s.max_conv_weights;
+    w.padded = w.kernel_t + s.max_layer_weights;
     w.rows = int_buf;
     w.order = int_buf + B;
     w.draws = w.order + (N > B ? N : B);
@@ -113,7 +113,8 @@ FS_HD T* net_backward(const Block& blk, const NetShape& s, const T* theta,
     const bool relu_input = l > 0 && s.layer[l - 1].relu;
     switch (L.kind) {
       case LayerKind::Dense:
-        if (need_dx) dense_backward_input(blk, W, x, dy, dx, s.n_in(l), s.n_out(l), B, relu_input);
+        if (need_dx)
+          dense_backward_input(blk, W, ws.kernel_t, x, dy, dx, s.n_in(l), s.n_out(l), B, relu_input);
         if (want_param_grads) dense_backward_params(blk, x, dy, dW, db, s.n_in(l), s.n_out(l), B);
         break;
       case LayerKind::Conv2D: {

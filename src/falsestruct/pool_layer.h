@@ -24,7 +24,7 @@ FS_HD FS_INLINE int pool_argmax(const PoolGeometry& g, const T* x, int n, int oh
   T m = corner[0];
   for (int q = 1; q < 4; ++q) {
     const bool inside = (q % 2 == 0 || right) && (q < 2 || below);
-    const T v = inside ? corner[((q / 2) * g.W + q % 2) * g.C] : m;
+    const T v = corner[inside ? ((q / 2) * g.W + q % 2) * g.C : 0];  // always a valid load
     const bool take = inside && (v > m || (v != v && m == m));
     m = take ? v : m;
     best = take ? q : best;
@@ -56,11 +56,14 @@ FS_HD void maxpool2_backward_input(const Block& blk, const PoolGeometry& g, cons
     T m;
     const int best = pool_argmax(g, x, n, oh, ow, c, &m);
     const T grad = dy[(int64_t)r * g.C + c];
+    const int64_t e0 = (((int64_t)n * g.H + 2 * oh) * g.W + 2 * ow) * g.C + c;
     for (int q = 0; q < 4; ++q) {
-      const int h = 2 * oh + q / 2, w = 2 * ow + q % 2;
-      if (h >= g.H || w >= g.W) continue;
-      const int64_t e = (((int64_t)n * g.H + h) * g.W + w) * g.C + c;
-      dx[e] = q == best ? relu_grad_if(relu_input, x[e], grad) : T(0);
+      // A position outside the input (odd sizes) rewrites position 0 with the same value
+      // instead of skipping: no branch in the channel loop.
+      const bool inside = 2 * oh + q / 2 < g.H && 2 * ow + q % 2 < g.W;
+      const int qq = inside ? q : 0;
+      const int64_t e = e0 + ((qq / 2) * g.W + qq % 2) * g.C;
+      dx[e] = qq == best ? relu_grad_if(relu_input, x[e], grad) : T(0);
     }
   });
 }
