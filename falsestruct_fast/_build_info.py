@@ -1,3 +1,3 @@
-source_hash = "6e16fa73c948cb85b904f62a7b644400fec91630fbd89b8036c2ebf06f9c8b8f"
+source_hash = "386f014e4fce5a0edd26318d92f310c5fba142391a1ab77332fc5920a7c71edc"
 cuda_built = True
 native_arch = True

@@ -148,7 +148,7 @@ struct HostBlock {
   template <class Init, class RowX, class Seg, class Finish>
   FS_INLINE void map_2d_segment_sum(const SegmentSumShape& p, Init&& init, RowX&& row_x,
                                     Seg&& segment, Finish&& finish) const {
-    host_segment_sum_groups(p, 0, p.rows / p.group, init, row_x, segment, finish);
+    host_segment_sum_rows(p, 0, p.rows, init, row_x, segment, finish);
   }
 #endif
   // Dot phase (see lane_dot_rows): lanes run over k; four rows at a time give four
@@ -229,12 +229,13 @@ struct HostTeamBlock {
           [&](int r, int c, decltype(init(0, 0)) v) { finish(lo + r, c, v); });
     });
   }
-  // Threads take whole groups, so every tile is the same as with HostBlock.
+  // Each element is summed by the same instructions whatever tile it lands in, so splitting
+  // the rows anywhere keeps results bitwise equal to HostBlock's.
   template <class Init, class RowX, class Seg, class Finish>
   void map_2d_segment_sum(const SegmentSumShape& p, Init&& init, RowX&& row_x, Seg&& segment,
                           Finish&& finish) const {
-    on_my_rows(p.rows / p.group, [&](int lo, int count) {
-      host_segment_sum_groups(p, lo, lo + count, init, row_x, segment, finish);
+    on_my_rows(p.rows, [&](int lo, int count) {
+      host_segment_sum_rows(p, lo, lo + count, init, row_x, segment, finish);
     });
   }
   template <class Term, class Finish>

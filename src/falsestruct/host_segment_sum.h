@@ -103,15 +103,15 @@ FS_INLINE void segment_sum_tile(const SegmentSumShape& p, int grp, int r0, int c
   }
 }
 
-// The rows of one group against one column block: tiles of R rows (as many as the
-// accumulator registers allow, at most 12), then of 4, then single rows.
+// Rows [r_begin, r_end) of group grp against one column block: tiles of R rows (as many as
+// the accumulator registers allow, at most 8), then of 4, then single rows.
 template <int NV, int NH, class V, class H, class Init, class RowX, class Seg, class Finish>
-FS_INLINE void segment_sum_column_block(const SegmentSumShape& p, int grp, int c0, Init& init,
-                                        RowX& row_x, Seg& segment, Finish& finish) {
+FS_INLINE void segment_sum_column_block(const SegmentSumShape& p, int grp, int r_begin, int r_end,
+                                        int c0, Init& init, RowX& row_x, Seg& segment,
+                                        Finish& finish) {
   constexpr int R0 = kHostTileVectors / (NV + NH);
   constexpr int RMAX = 8;
   constexpr int R = R0 > RMAX ? RMAX : R0;
-  const int r_begin = grp * p.group, r_end = r_begin + p.group;
   int r = r_begin;
   for (; r + R <= r_end; r += R)
     segment_sum_tile<R, NV, NH, V, H>(p, grp, r, c0, init, row_x, segment, finish);
@@ -121,41 +121,46 @@ FS_INLINE void segment_sum_column_block(const SegmentSumShape& p, int grp, int c
   for (; r < r_end; ++r) segment_sum_tile<1, NV, NH, V, H>(p, grp, r, c0, init, row_x, segment, finish);
 }
 
-// One group: columns in blocks of up to 4 full vectors; the last block also takes a
+// Rows [r_begin, r_end) of one group: columns in blocks of up to 4 full vectors; the last block also takes a
 // half-width vector when at least half a vector of columns is left; the rest one scalar
 // column at a time.
 template <class Init, class RowX, class Seg, class Finish>
-FS_INLINE void segment_sum_group(const SegmentSumShape& p, int grp, Init& init, RowX& row_x,
-                                 Seg& segment, Finish& finish) {
+FS_INLINE void segment_sum_group(const SegmentSumShape& p, int grp, int r_begin, int r_end,
+                                 Init& init, RowX& row_x, Seg& segment, Finish& finish) {
   using T = decltype(init(0, 0));
   using V = typename HostVector<T, kHostVectorBytes>::type;
   using H = typename HostVector<T, kHostVectorBytes / 2>::type;
   constexpr int L = kHostVectorBytes / sizeof(T), LH = L / 2;
   int c = 0;
   for (; p.cols - c > 4 * L + LH; c += 4 * L)
-    segment_sum_column_block<4, 0, V, H>(p, grp, c, init, row_x, segment, finish);
+    segment_sum_column_block<4, 0, V, H>(p, grp, r_begin, r_end, c, init, row_x, segment, finish);
   const int nv = (p.cols - c) / L;
   const int nh = (p.cols - c - nv * L) >= LH ? 1 : 0;
   switch (nv * 2 + nh) {
-    case 1: segment_sum_column_block<0, 1, V, H>(p, grp, c, init, row_x, segment, finish); break;
-    case 2: segment_sum_column_block<1, 0, V, H>(p, grp, c, init, row_x, segment, finish); break;
-    case 3: segment_sum_column_block<1, 1, V, H>(p, grp, c, init, row_x, segment, finish); break;
-    case 4: segment_sum_column_block<2, 0, V, H>(p, grp, c, init, row_x, segment, finish); break;
-    case 5: segment_sum_column_block<2, 1, V, H>(p, grp, c, init, row_x, segment, finish); break;
-    case 6: segment_sum_column_block<3, 0, V, H>(p, grp, c, init, row_x, segment, finish); break;
-    case 7: segment_sum_column_block<3, 1, V, H>(p, grp, c, init, row_x, segment, finish); break;
-    case 8: segment_sum_column_block<4, 0, V, H>(p, grp, c, init, row_x, segment, finish); break;
+    case 1: segment_sum_column_block<0, 1, V, H>(p, grp, r_begin, r_end, c, init, row_x, segment, finish); break;
+    case 2: segment_sum_column_block<1, 0, V, H>(p, grp, r_begin, r_end, c, init, row_x, segment, finish); break;
+    case 3: segment_sum_column_block<1, 1, V, H>(p, grp, r_begin, r_end, c, init, row_x, segment, finish); break;
+    case 4: segment_sum_column_block<2, 0, V, H>(p, grp, r_begin, r_end, c, init, row_x, segment, finish); break;
+    case 5: segment_sum_column_block<2, 1, V, H>(p, grp, r_begin, r_end, c, init, row_x, segment, finish); break;
+    case 6: segment_sum_column_block<3, 0, V, H>(p, grp, r_begin, r_end, c, init, row_x, segment, finish); break;
+    case 7: segment_sum_column_block<3, 1, V, H>(p, grp, r_begin, r_end, c, init, row_x, segment, finish); break;
+    case 8: segment_sum_column_block<4, 0, V, H>(p, grp, r_begin, r_end, c, init, row_x, segment, finish); break;
     default: break;
   }
   for (c += nv * L + nh * LH; c < p.cols; ++c)
-    segment_sum_column_block<0, 1, T, T>(p, grp, c, init, row_x, segment, finish);
+    segment_sum_column_block<0, 1, T, T>(p, grp, r_begin, r_end, c, init, row_x, segment, finish);
 }
 
-// Groups [g0, g1).
+// Rows [r0, r1), group by group (a thread of a team may start or end inside a group).
 template <class Init, class RowX, class Seg, class Finish>
-FS_INLINE void host_segment_sum_groups(const SegmentSumShape& p, int g0, int g1, Init& init,
-                                       RowX& row_x, Seg& segment, Finish& finish) {
-  for (int grp = g0; grp < g1; ++grp) segment_sum_group(p, grp, init, row_x, segment, finish);
+FS_INLINE void host_segment_sum_rows(const SegmentSumShape& p, int r0, int r1, Init& init,
+                                     RowX& row_x, Seg& segment, Finish& finish) {
+  for (int r = r0; r < r1;) {
+    const int grp = r / p.group;
+    const int end = (grp + 1) * p.group < r1 ? (grp + 1) * p.group : r1;
+    segment_sum_group(p, grp, r, end, init, row_x, segment, finish);
+    r = end;
+  }
 }
 
 }  // namespace fs
