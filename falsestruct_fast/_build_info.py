@@ -1,3 +1,3 @@
-source_hash = "386f014e4fce5a0edd26318d92f310c5fba142391a1ab77332fc5920a7c71edc"
+source_hash = "6315bfca0254ee94792287642b9399e2a1d5dc228230ed9d6e3dc005878ca759"
 cuda_built = True
 native_arch = True

@@ -229,14 +229,18 @@ struct HostTeamBlock {
           [&](int r, int c, decltype(init(0, 0)) v) { finish(lo + r, c, v); });
     });
   }
-  // Each element is summed by the same instructions whatever tile it lands in, so splitting
-  // the rows anywhere keeps results bitwise equal to HostBlock's.
+  // Threads split the rows at multiples of kSegmentSplitRows from a group's start, so every
+  // row lands in the same register tile as with HostBlock (bitwise equal results).
   template <class Init, class RowX, class Seg, class Finish>
   void map_2d_segment_sum(const SegmentSumShape& p, Init&& init, RowX&& row_x, Seg&& segment,
                           Finish&& finish) const {
-    on_my_rows(p.rows, [&](int lo, int count) {
-      host_segment_sum_rows(p, lo, lo + count, init, row_x, segment, finish);
-    });
+    auto boundary = [&](int t) {
+      const int r = static_cast<int>((int64_t)p.rows * t / n_threads);
+      const int start = r - r % p.group, offset = r - start;
+      return start + offset - offset % kSegmentSplitRows;
+    };
+    host_segment_sum_rows(p, boundary(tid), boundary(tid + 1), init, row_x, segment, finish);
+    barrier->wait();
   }
   template <class Term, class Finish>
   void map_2d_dot(int rows, int cols, int len, Term&& term, Finish&& finish) const {

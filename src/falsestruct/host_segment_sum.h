@@ -6,7 +6,9 @@
 // enough chains to hide the FMA latency and few enough loads to stay FMA-bound (llm.c's and
 // BLIS's micro-kernel idea, with the segments' indirection of a convolution).
 // Every element is still summed in segment_sum_element's order, so the tiles agree with the
-// EmulatedBlock / CUDA executors up to FMA contraction, and bitwise with each other.
+// EmulatedBlock / CUDA executors up to rounding (the compiler may contract differently in
+// differently shaped tiles); a row's tile depends only on its place in its group, so results
+// do not depend on how many threads share the rows.
 #pragma once
 #if !defined(__CUDACC__)
 #include <stdint.h>
@@ -22,6 +24,10 @@ constexpr int kHostTileVectors = 24;  // 32 vector registers: 24 accumulators + 
 constexpr int kHostVectorBytes = 32;
 constexpr int kHostTileVectors = 12;  // 16 vector registers
 #endif
+
+// Every tile height (8, 6, 4 or 1 rows) divides this; a team of threads splits a group's rows
+// only at multiples of it, so a row's tile does not depend on the team size.
+constexpr int kSegmentSplitRows = 24;
 
 // A SIMD vector of `Bytes` bytes of T (GCC/Clang vector extension); Bytes == sizeof(T) is a scalar.
 template <class T, int Bytes>
