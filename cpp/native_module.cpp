@@ -166,6 +166,12 @@ PYBIND11_MODULE(_native, mod) {
           "SHA-256 of the kernel and binding sources this module was compiled from.");
   mod.def("default_threads", [] { return threads_or_default(0); });
   mod.def("n_params", [](const std::vector<int>& spec) { return shape_from(spec).n_params; });
+  mod.def(
+      "workspace_scalars_per_row",
+      [](const std::vector<int>& spec) {
+        return fs::NetWorkspace<float>::scalars_per_row(shape_from(spec));
+      },
+      "Scalars of native workspace one batch row needs (activations, gradients, conv padding).");
 
   mod.def(
       "net_init",

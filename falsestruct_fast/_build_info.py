@@ -1,3 +1,3 @@
-source_hash = "6315bfca0254ee94792287642b9399e2a1d5dc228230ed9d6e3dc005878ca759"
+source_hash = "4f0276615e0ccadae825f774abe4420685937f0bf2c299104b871ee412c4d908"
 cuda_built = True
 native_arch = True

@@ -311,28 +311,14 @@ def input_grad(net: Network, params, X, logit: int | None = None, threads: int |
 
 
 def _row_scalars(net: Network) -> int:
-    """Estimated workspace scalars one data row needs in the native loss/gradient pass: the
-    activations of every layer (input included), two gradient buffers of the widest layer, the
-    targets and two per-row terms (the per-row part of NetWorkspace::scalars in
-    src/falsestruct/network.h; smaller per-row scratch the kernels may add is not counted)."""
-    spec = net.spec
-    h, w, c = spec[0], spec[1], spec[2]
-    widths = [h * w * c]
-    for i in range(3, len(spec), 4):
-        kind, units = spec[i], spec[i + 1]
-        if kind == DENSE:
-            h, w, c = 1, 1, units
-        elif kind == CONV2D:
-            c = units
-        else:  # MAXPOOL2
-            h, w = (h + 1) // 2, (w + 1) // 2
-        widths.append(h * w * c)
-    return sum(widths) + 2 * max(widths) + widths[-1] + 2
+    """Workspace scalars one data row needs in the native loss/gradient pass (activations of
+    every layer, gradient buffers, conv padding: NetWorkspace::scalars_per_row)."""
+    return int(_native.workspace_scalars_per_row(net.spec))
 
 
 # Rows per native loss/gradient call are chosen so that about this many scalars of per-row
 # workspace (activations and gradient buffers) are live per network being worked on; the same
-# budget the native forward pass uses for its row tiles. Experiment II's CNN: 87 images per call.
+# budget the native forward pass uses for its row tiles. Experiment II's CNN: 67 images per call.
 LOSS_GRAD_CHUNK_SCALARS = 1 << 23
 
 
@@ -359,7 +345,7 @@ def loss_and_grad(net: Network, params, X, y, *, wrt_input: bool = False, thread
         Rows per native call. The native pass holds the activations of every layer for the
         rows of one call, so the rows are processed in chunks to keep that memory bounded;
         the default (:func:`default_chunk_rows`) keeps about ``LOSS_GRAD_CHUNK_SCALARS``
-        scalars of activations per network in flight (87 images for :func:`paper_cnn`,
+        scalars of activations per network in flight (67 images for :func:`paper_cnn`,
         tens of thousands of rows for small MLPs). When N fits in one chunk there is a single
         call; otherwise the chunks' mean losses and gradients are weighted by their row
         counts, summed in float64 and rounded to the params' dtype once, so the result equals

@@ -25,9 +25,9 @@ constexpr int kHostVectorBytes = 32;
 constexpr int kHostTileVectors = 12;  // 16 vector registers
 #endif
 
-// Every tile height (8, 6, 4 or 1 rows) divides this; a team of threads splits a group's rows
-// only at multiples of it, so a row's tile does not depend on the team size.
-constexpr int kSegmentSplitRows = 24;
+// Tiles are 8 rows high (then 4, then 1 at a group's end); a team of threads splits a group's
+// rows only at multiples of 8, so a row's tile does not depend on the team size.
+constexpr int kSegmentSplitRows = 8;
 
 // A SIMD vector of `Bytes` bytes of T (GCC/Clang vector extension); Bytes == sizeof(T) is a scalar.
 template <class T, int Bytes>
@@ -116,8 +116,8 @@ FS_INLINE void segment_sum_column_block(const SegmentSumShape& p, int grp, int r
                                         int c0, Init& init, RowX& row_x, Seg& segment,
                                         Finish& finish) {
   constexpr int R0 = kHostTileVectors / (NV + NH);
-  constexpr int RMAX = 8;
-  constexpr int R = R0 > RMAX ? RMAX : R0;
+  constexpr int R = R0 >= 8 ? 8 : R0 >= 4 ? 4 : R0 >= 2 ? 2 : 1;
+  static_assert(kSegmentSplitRows % R == 0, "a team split must not cut a tile");
   int r = r_begin;
   for (; r + R <= r_end; r += R)
     segment_sum_tile<R, NV, NH, V, H>(p, grp, r, c0, init, row_x, segment, finish);
@@ -127,9 +127,9 @@ FS_INLINE void segment_sum_column_block(const SegmentSumShape& p, int grp, int r
   for (; r < r_end; ++r) segment_sum_tile<1, NV, NH, V, H>(p, grp, r, c0, init, row_x, segment, finish);
 }
 
-// Rows [r_begin, r_end) of one group: columns in blocks of up to 4 full vectors; the last block also takes a
-// half-width vector when at least half a vector of columns is left; the rest one scalar
-// column at a time.
+// Rows [r_begin, r_end) of one group: columns in blocks of 3 full vectors (8 rows x 3 vectors
+// = 24 accumulators), then what is left: 1 or 2 full vectors and / or a half-width vector;
+// the rest one scalar column at a time. Every block's tile is 8 rows high.
 template <class Init, class RowX, class Seg, class Finish>
 FS_INLINE void segment_sum_group(const SegmentSumShape& p, int grp, int r_begin, int r_end,
                                  Init& init, RowX& row_x, Seg& segment, Finish& finish) {
@@ -138,8 +138,8 @@ FS_INLINE void segment_sum_group(const SegmentSumShape& p, int grp, int r_begin,
   using H = typename HostVector<T, kHostVectorBytes / 2>::type;
   constexpr int L = kHostVectorBytes / sizeof(T), LH = L / 2;
   int c = 0;
-  for (; p.cols - c > 4 * L + LH; c += 4 * L)
-    segment_sum_column_block<4, 0, V, H>(p, grp, r_begin, r_end, c, init, row_x, segment, finish);
+  for (; c + 3 * L <= p.cols; c += 3 * L)
+    segment_sum_column_block<3, 0, V, H>(p, grp, r_begin, r_end, c, init, row_x, segment, finish);
   const int nv = (p.cols - c) / L;
   const int nh = (p.cols - c - nv * L) >= LH ? 1 : 0;
   switch (nv * 2 + nh) {
@@ -148,9 +148,6 @@ FS_INLINE void segment_sum_group(const SegmentSumShape& p, int grp, int r_begin,
     case 3: segment_sum_column_block<1, 1, V, H>(p, grp, r_begin, r_end, c, init, row_x, segment, finish); break;
     case 4: segment_sum_column_block<2, 0, V, H>(p, grp, r_begin, r_end, c, init, row_x, segment, finish); break;
     case 5: segment_sum_column_block<2, 1, V, H>(p, grp, r_begin, r_end, c, init, row_x, segment, finish); break;
-    case 6: segment_sum_column_block<3, 0, V, H>(p, grp, r_begin, r_end, c, init, row_x, segment, finish); break;
-    case 7: segment_sum_column_block<3, 1, V, H>(p, grp, r_begin, r_end, c, init, row_x, segment, finish); break;
-    case 8: segment_sum_column_block<4, 0, V, H>(p, grp, r_begin, r_end, c, init, row_x, segment, finish); break;
     default: break;
   }
   for (c += nv * L + nh * LH; c < p.cols; ++c)
