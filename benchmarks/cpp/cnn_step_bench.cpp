@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "falsestruct/network_host.h"
+#include "bench_training.h"
 
 template <class T>
 void run(int threads, int S, int epochs) {
@@ -35,36 +35,12 @@ void run(int threads, int S, int epochs) {
     x = T((state >> 33) % 100000) / T(100000);
   }
   for (int i = 0; i < N; ++i) Y[i] = T(i % 2);
-  std::vector<uint64_t> seeds(S);
-  for (int s = 0; s < S; ++s) seeds[s] = s;
-  std::vector<T> theta((size_t)S * shape.n_params), m(theta.size()), v(theta.size());
-  fs::net_init_host(shape, seeds.data(), S, theta.data(), 1);
-  std::vector<double> lh((size_t)S * epochs), ah(lh.size());
-  fs::TrainArgs<T> a;
-  a.shape = shape;
-  a.loss = fs::LossKind::SigmoidCE;
-  a.shuffle = fs::ShuffleMode::Batches;
-  a.X = X.data();
-  a.x_net_stride = 0;
-  a.Y = Y.data();
-  a.y_net_stride = 0;
-  a.N = N;
-  a.B = B;
-  a.epochs = epochs;
-  a.step0 = 0;
-  a.theta = theta.data();
-  a.adam_m = m.data();
-  a.adam_v = v.data();
-  a.seeds = seeds.data();
-  a.record_every = 1;
-  a.n_records = epochs;
-  a.loss_history = lh.data();
-  a.acc_history = ah.data();
+  BenchTraining<T> bench(shape, S, X, Y, N, B, epochs, 1, fs::ShuffleMode::Batches);
   fs::RunControl control;
   double best = 1e30;
   for (int rep = 0; rep < 3; ++rep) {
     const auto t0 = std::chrono::steady_clock::now();
-    fs::net_train_host(a, S, threads, control, nullptr, 0);
+    fs::net_train_host(bench.args, S, threads, control, nullptr, 0);
     best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
   std::printf("%s threads=%d S=%d: %.2f ms per network-step (best of 3)\n",

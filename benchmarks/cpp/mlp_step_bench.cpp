@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "falsestruct/network_host.h"
+#include "bench_training.h"
 
 template <class T>
 void run(int S, int epochs, fs::ShuffleMode shuffle) {
@@ -23,37 +23,13 @@ void run(int S, int epochs, fs::ShuffleMode shuffle) {
     X[2 * i + 1] = T((i * 104729) % 997) / T(997);
     Y[i] = X[2 * i] > T(0.5) ? T(1) : T(0);
   }
-  std::vector<uint64_t> seeds(S);
-  for (int s = 0; s < S; ++s) seeds[s] = s;
-  std::vector<T> theta(S * shape.n_params), m(theta.size()), v(theta.size());
-  fs::net_init_host(shape, seeds.data(), S, theta.data(), 1);
-  std::vector<double> lh(S), ah(S);
-  fs::TrainArgs<T> a;
-  a.shape = shape;
-  a.loss = fs::LossKind::SigmoidCE;
-  a.shuffle = shuffle;
-  a.X = X.data();
-  a.x_net_stride = 0;
-  a.Y = Y.data();
-  a.y_net_stride = 0;
-  a.N = N;
-  a.B = B;
-  a.epochs = epochs;
-  a.step0 = 0;
-  a.theta = theta.data();
-  a.adam_m = m.data();
-  a.adam_v = v.data();
-  a.seeds = seeds.data();
-  a.record_every = epochs;
-  a.n_records = 1;
-  a.loss_history = lh.data();
-  a.acc_history = ah.data();
+  BenchTraining<T> bench(shape, S, X, Y, N, B, epochs, epochs, shuffle);
   fs::RunControl control;
   const auto t0 = std::chrono::steady_clock::now();
-  fs::net_train_host(a, S, 1, control, nullptr, 0);
+  fs::net_train_host(bench.args, S, 1, control, nullptr, 0);
   const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::printf("%s S=%d: %.3f us per network-step (final loss %.4f)\n", sizeof(T) == 4 ? "float32" : "float64",
-              S, sec * 1e6 / (double(S) * epochs * (N / B)), lh[0]);
+              S, sec * 1e6 / (double(S) * epochs * (N / B)), bench.loss_history[0]);
 }
 
 int main(int argc, char** argv) {
