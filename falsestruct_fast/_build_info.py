@@ -1,3 +1,3 @@
-source_hash = "4f0276615e0ccadae825f774abe4420685937f0bf2c299104b871ee412c4d908"
+source_hash = "ac770008b2d6c36a965725a0587dd810fe09c61208ea664af15776a519722ee4"
 cuda_built = True
 native_arch = True

@@ -143,7 +143,7 @@ struct HostBlock {
     for (int c = 0; c < W; ++c) finish(r, c0 + c, acc[c]);
   }
 #if !defined(__CUDACC__)
-  // Segment-sum phase (see segment_sum_element): register tiles of up to 8 rows x up to 4
+  // Segment-sum phase (see segment_sum_element): register tiles of up to 8 rows x up to 3
   // column vectors (see host_segment_sum.h).
   template <class Init, class RowX, class Seg, class Finish>
   FS_INLINE void map_2d_segment_sum(const SegmentSumShape& p, Init&& init, RowX&& row_x,
