@@ -1,3 +1,3 @@
-source_hash = "ac770008b2d6c36a965725a0587dd810fe09c61208ea664af15776a519722ee4"
+source_hash = "d03a2b293ab1ea8e3c36fc94878fc573f93e088cc853c6215d972c353c89bcca"
 cuda_built = True
 native_arch = True

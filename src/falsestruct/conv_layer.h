@@ -35,7 +35,6 @@ FS_HD void conv2d_forward(const Block& blk, const ConvGeometry& g, const T* K, c
   const int p = g.pad(), Wp = g.padded_w();
   blk.map_2d_segment_sum(
       SegmentSumShape{g.B * g.H * g.W, g.Cout, g.W, g.k * g.k, 1, g.Cout},
-      [=](int, int co) { return b[co]; },
       [=](int r) -> const T* { return xp + ((int64_t)(r / g.W) * Wp + r % g.W) * g.Cin; },
       [=](int image_row, int tap) {
         const int kh = tap / g.k, kw = tap % g.k, ih = image_row % g.H + kh - p;
@@ -43,7 +42,7 @@ FS_HD void conv2d_forward(const Block& blk, const ConvGeometry& g, const T* K, c
         return Segment<T>{inside ? ((int64_t)(kh - p) * Wp + kw) * g.Cin : 0,
                           K + (int64_t)tap * g.Cin * g.Cout, inside ? g.Cin : 0};
       },
-      [=](int r, int co, T s) { y[(int64_t)r * g.Cout + co] = relu_if(relu, s); });
+      [=](int r, int co, T s) { y[(int64_t)r * g.Cout + co] = relu_if(relu, b[co] + s); });
 }
 
 // Kt[tap][co][ci] = K[tap][ci][co]: the kernel with channels swapped, so the input gradient is
@@ -67,7 +66,6 @@ FS_HD void conv2d_backward_input(const Block& blk, const ConvGeometry& g, const 
   const int p = g.pad(), Wp = g.padded_w();
   blk.map_2d_segment_sum(
       SegmentSumShape{g.B * g.H * g.W, g.Cin, g.W, g.k * g.k, 1, g.Cin},
-      [](int, int) { return T(0); },
       [=](int r) -> const T* { return dyp + ((int64_t)(r / g.W) * Wp + r % g.W) * g.Cout; },
       [=](int image_row, int tap) {
         const int kh = tap / g.k, kw = tap % g.k, oh = image_row % g.H - kh + p;
@@ -92,7 +90,6 @@ FS_HD void conv2d_backward_params(const Block& blk, const ConvGeometry& g, const
   const int p = g.pad(), Wp = g.padded_w(), taps_row = g.k * g.Cin;
   blk.map_2d_segment_sum(
       SegmentSumShape{g.k * taps_row, g.Cout, taps_row, g.B * g.H, g.Cin, g.Cout},
-      [](int, int) { return T(0); },
       [=](int r) -> const T* { return xp + r % taps_row; },
       [=](int kh, int image_row) {
         const int ih = image_row % g.H + kh - p;

@@ -98,6 +98,55 @@ FS_HD FS_INLINE void dot_element(int r, int c, int len, Term& term, Finish& fini
 }
 
 // ---- CPU engine ---------------------------------------------------------------------------
+#if !defined(__CUDACC__)
+// lane_dot_rows with each row's kDotLanes partial sums in registers: one 16-lane vector
+// (float32) or two 8-lane vectors (float64) of GCC/Clang's vector extension. Same sums, same
+// order, the tree done with shuffles.
+template <int R, class T, class Term>
+FS_INLINE void host_lane_dot_rows(int len, Term& term, T* out) {
+  static_assert(kDotLanes == 16, "the tree below is written for 16 lanes");
+  typedef T V16 __attribute__((vector_size(16 * sizeof(T))));
+  typedef T V8 __attribute__((vector_size(8 * sizeof(T))));
+  typedef T V4 __attribute__((vector_size(4 * sizeof(T))));
+  constexpr bool kSplit = 16 * sizeof(T) > kHostVectorBytes;  // 16 lanes exceed one register
+  T lane[kDotLanes];
+  auto load_terms = [&](int q, int k, int n) {  // lane[0 .. n) = terms k .. k + n - 1
+    FS_SIMD
+    for (int l = 0; l < n; ++l) lane[l] = term(q, k + l);
+  };
+  V16 acc[R];
+  V8 lo[R], hi[R];
+  for (int q = 0; q < R; ++q) acc[q] = V16{}, lo[q] = hi[q] = V8{};
+  int k0 = 0;
+  for (; k0 + kDotLanes <= len; k0 += kDotLanes)
+    for (int q = 0; q < R; ++q) {
+      load_terms(q, k0, kDotLanes);
+      if constexpr (kSplit) {
+        lo[q] += load_vector<V8>(lane);
+        hi[q] += load_vector<V8>(lane + 8);
+      } else {
+        acc[q] += load_vector<V16>(lane);
+      }
+    }
+  const bool half = k0 + 8 <= len;
+  for (int q = 0; q < R; ++q) {
+    if constexpr (!kSplit) {
+      lo[q] = __builtin_shufflevector(acc[q], acc[q], 0, 1, 2, 3, 4, 5, 6, 7);
+      hi[q] = __builtin_shufflevector(acc[q], acc[q], 8, 9, 10, 11, 12, 13, 14, 15);
+    }
+    if (half) {
+      load_terms(q, k0, 8);
+      lo[q] += load_vector<V8>(lane);
+    }
+    const V8 b = lo[q] + hi[q];
+    const V4 c = __builtin_shufflevector(b, b, 0, 1, 2, 3) + __builtin_shufflevector(b, b, 4, 5, 6, 7);
+    T sum = (c[0] + c[2]) + (c[1] + c[3]);
+    for (int k = half ? k0 + 8 : k0; k < len; ++k) sum += term(q, k);
+    out[q] = sum;
+  }
+}
+#endif
+
 struct HostBlock {
   // Elementwise phase: SIMD lanes run over i.
   template <class F>
@@ -145,10 +194,10 @@ struct HostBlock {
 #if !defined(__CUDACC__)
   // Segment-sum phase (see segment_sum_element): register tiles of up to 8 rows x up to 3
   // column vectors (see host_segment_sum.h).
-  template <class Init, class RowX, class Seg, class Finish>
-  FS_INLINE void map_2d_segment_sum(const SegmentSumShape& p, Init&& init, RowX&& row_x,
-                                    Seg&& segment, Finish&& finish) const {
-    host_segment_sum_rows(p, 0, p.rows, init, row_x, segment, finish);
+  template <class RowX, class Seg, class Finish>
+  FS_INLINE void map_2d_segment_sum(const SegmentSumShape& p, RowX&& row_x, Seg&& segment,
+                                    Finish&& finish) const {
+    host_segment_sum_rows(p, 0, p.rows, row_x, segment, finish);
   }
 #endif
   // Dot phase (see lane_dot_rows): lanes run over k; four rows at a time give four
@@ -162,7 +211,11 @@ struct HostBlock {
       for (; r0 + R <= rows; r0 += R) {
         auto group_term = [&](int q, int k) { return term(r0 + q, c, k); };
         T sum[R];
+#if defined(__CUDACC__)
         lane_dot_rows<R>(len, group_term, sum);
+#else
+        host_lane_dot_rows<R>(len, group_term, sum);
+#endif
         for (int q = 0; q < R; ++q) finish(r0 + q, c, sum[q]);
       }
       for (; r0 < rows; ++r0) dot_element(r0, c, len, term, finish);
@@ -231,15 +284,15 @@ struct HostTeamBlock {
   }
   // Threads split the rows at multiples of kSegmentSplitRows from a group's start, so every
   // row lands in the same register tile as with HostBlock (bitwise equal results).
-  template <class Init, class RowX, class Seg, class Finish>
-  void map_2d_segment_sum(const SegmentSumShape& p, Init&& init, RowX&& row_x, Seg&& segment,
+  template <class RowX, class Seg, class Finish>
+  void map_2d_segment_sum(const SegmentSumShape& p, RowX&& row_x, Seg&& segment,
                           Finish&& finish) const {
     auto boundary = [&](int t) {
       const int r = static_cast<int>((int64_t)p.rows * t / n_threads);
       const int start = r - r % p.group, offset = r - start;
       return start + offset - offset % kSegmentSplitRows;
     };
-    host_segment_sum_rows(p, boundary(tid), boundary(tid + 1), init, row_x, segment, finish);
+    host_segment_sum_rows(p, boundary(tid), boundary(tid + 1), row_x, segment, finish);
     barrier->wait();
   }
   template <class Term, class Finish>
@@ -273,11 +326,11 @@ struct EmulatedBlock {
   void map_2d_sum(int rows, int cols, int len, Init&& init, Term&& term, Finish&& finish) const {
     map_2d(rows, cols, [&](int r, int c) { sum_element(r, c, len, init, term, finish); });
   }
-  template <class Init, class RowX, class Seg, class Finish>
-  void map_2d_segment_sum(const SegmentSumShape& p, Init&& init, RowX&& row_x, Seg&& segment,
+  template <class RowX, class Seg, class Finish>
+  void map_2d_segment_sum(const SegmentSumShape& p, RowX&& row_x, Seg&& segment,
                           Finish&& finish) const {
     map_2d(p.rows, p.cols, [&](int r, int c) {
-      segment_sum_element(p, r, c, init, row_x, segment, finish);
+      segment_sum_element(p, r, c, row_x, segment, finish);
     });
   }
   template <class Term, class Finish>
@@ -306,11 +359,11 @@ struct CudaBlock {
                                        Finish&& finish) const {
     map_2d(rows, cols, [&](int r, int c) { sum_element(r, c, len, init, term, finish); });
   }
-  template <class Init, class RowX, class Seg, class Finish>
-  __device__ FS_INLINE void map_2d_segment_sum(const SegmentSumShape& p, Init&& init,
-                                               RowX&& row_x, Seg&& segment, Finish&& finish) const {
+  template <class RowX, class Seg, class Finish>
+  __device__ FS_INLINE void map_2d_segment_sum(const SegmentSumShape& p, RowX&& row_x,
+                                               Seg&& segment, Finish&& finish) const {
     map_2d(p.rows, p.cols, [&](int r, int c) {
-      segment_sum_element(p, r, c, init, row_x, segment, finish);
+      segment_sum_element(p, r, c, row_x, segment, finish);
     });
   }
   template <class Term, class Finish>

@@ -9,7 +9,7 @@ namespace fs {
 // Segment-sum phase (an implicit matrix product: a convolution). Rows come in groups of
 // `group` consecutive rows that share their segments, and each row has its own base x row_x(r).
 // Element (r, c) is
-//   acc = init(r, c);
+//   acc = 0;
 //   for s < n_seg:  g = segment(r / group, s);  xs = row_x(r) + g.x_offset;
 //     acc += xs[j * x_stride] * g.w[j * w_stride + c]   for j < g.count   (count 0: skipped);
 //   finish(r, c, acc).
@@ -26,11 +26,23 @@ struct SegmentSumShape {
   int rows, cols, group, n_seg, x_stride, w_stride;
 };
 
-template <class Init, class RowX, class Seg, class Finish>
-FS_HD FS_INLINE void segment_sum_element(const SegmentSumShape& p, int r, int c, Init& init,
-                                         RowX& row_x, Seg& segment, Finish& finish) {
-  auto acc = init(r, c);
+// The scalar type of a phase, from the pointers row_x returns.
+template <class P>
+struct Pointee;
+template <class T>
+struct Pointee<const T*> {
+  using type = T;
+};
+template <class T>
+struct Pointee<T*> {
+  using type = T;
+};
+
+template <class RowX, class Seg, class Finish>
+FS_HD FS_INLINE void segment_sum_element(const SegmentSumShape& p, int r, int c, RowX& row_x,
+                                         Seg& segment, Finish& finish) {
   const auto* xr = row_x(r);
+  typename Pointee<decltype(xr)>::type acc = 0;
   const int grp = r / p.group;
   for (int s = 0; s < p.n_seg; ++s) {
     const auto g = segment(grp, s);
@@ -39,6 +51,17 @@ FS_HD FS_INLINE void segment_sum_element(const SegmentSumShape& p, int r, int c,
       acc += xs[(int64_t)j * p.x_stride] * g.w[(int64_t)j * p.w_stride + c];
   }
   finish(r, c, acc);
+}
+
+// Matrix-product phase: element (r, c) is
+//   finish(r, c, sum_{k < len} row_x(r)[k * x_stride] * w[k * w_stride + c]),
+// summed in order of k: a segment-sum phase whose rows all share one segment, so every
+// executor runs it as such (the host in register tiles).
+template <class Block, class T, class RowX, class Finish>
+FS_HD FS_INLINE void map_2d_product(const Block& blk, int rows, int cols, int len, int x_stride,
+                                    const T* w, int w_stride, RowX&& row_x, Finish&& finish) {
+  blk.map_2d_segment_sum(SegmentSumShape{rows, cols, rows > 0 ? rows : 1, 1, x_stride, w_stride},
+                         row_x, [=](int, int) { return Segment<T>{0, w, len}; }, finish);
 }
 
 }  // namespace fs
