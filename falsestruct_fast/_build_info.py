@@ -1,3 +1,3 @@
-source_hash = "d03a2b293ab1ea8e3c36fc94878fc573f93e088cc853c6215d972c353c89bcca"
+source_hash = "89e07bb001bd6e8e2861df161480c943188a69ac77ed9ca147f3ea19402a006c"
 cuda_built = True
 native_arch = True

@@ -10,6 +10,10 @@
 #include "net_shape.h"
 #include "philox.h"
 #include "pool_layer.h"
+#if !defined(__CUDACC__)
+#include <type_traits>
+#include "host_shallow_backward.h"
+#endif
 
 namespace fs {
 
@@ -99,6 +103,16 @@ template <class Block, class T>
 FS_HD T* net_backward(const Block& blk, const NetShape& s, const T* theta,
                       const NetWorkspace<T>& ws, int B, bool want_input_grad,
                       bool want_param_grads = true) {
+#if !defined(__CUDACC__)
+  // The CPU engine runs Experiment I's shallow network in one fused pass (same sums).
+  if constexpr (std::is_same<Block, HostBlock>::value) {
+    if (want_param_grads && !want_input_grad && is_shallow_binary_mlp(s)) {
+      host_shallow_backward(s, theta, ws.acts, ws.acts + (int64_t)s.act_row(1) * B, ws.delta_a,
+                            ws.grad, B);
+      return nullptr;
+    }
+  }
+#endif
   T* dy = ws.delta_a;
   T* dx = ws.delta_b;
   for (int l = s.n_layers - 1; l >= 0; --l) {
