@@ -1,3 +1,3 @@
-source_hash = "89e07bb001bd6e8e2861df161480c943188a69ac77ed9ca147f3ea19402a006c"
+source_hash = "f95b7d79060514c8cb499b8c1cf32d800f582610de4330790357ac7daded3e1f"
 cuda_built = True
 native_arch = True

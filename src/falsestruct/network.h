@@ -20,8 +20,12 @@ namespace fs {
 enum class ShuffleMode : int { None = 0, Samples = 1, Batches = 2 };
 
 // Per-network scratch for a batch of up to B rows and a permutation of up to N items (carved
-// out of one buffer by the executor).
+// out of one buffer by the executor). Every part starts at a multiple of kScratchAlign scalars,
+// so parts are as aligned as the buffer (64 bytes on the host, 256 on the GPU).
 // Every batch array is sample-major: row n of the batch, then the units of that row.
+constexpr int64_t kScratchAlign = 16;
+FS_HD FS_INLINE int64_t scratch_align(int64_t n) { return (n + kScratchAlign - 1) / kScratchAlign * kScratchAlign; }
+
 template <class T>
 struct NetWorkspace {
   T* acts;      // B * sum_width: activations of every layer, layer l at acts + act_row(l) * B
@@ -32,27 +36,45 @@ struct NetWorkspace {
   T* grad;      // n_params
   T* kernel_t;  // max_layer_weights: a kernel transposed (conv: channels swapped)
   T* padded;    // B * max_conv_scratch: a conv layer's input or output gradient, padded
+  // n_params each: theta, m, v of the network being trained, private to its worker (networks
+  // side by side in (S, P) arrays would share cache lines between threads).
+  T* theta;
+  T* adam_m;
+  T* adam_v;
   int* rows;    // B: data rows of the current batch
   int* order;   // max(N, n_batches): per-epoch permutation
   int* draws;   // max(N, n_batches): its random swap partners
 
   FS_HD static int64_t scalars(const NetShape& s, int B) {
-    return scalars_per_row(s) * B + s.n_params + s.max_layer_weights;
+    int64_t offset[kParts];
+    return layout(s, B, offset);
   }
+  // Scalars per batch row (the workspace is about this times B, plus per-network parts).
   FS_HD static int64_t scalars_per_row(const NetShape& s) {
     return s.sum_width + 2LL * s.max_width + s.n_logits() + 2 + s.max_conv_scratch;
   }
   FS_HD static int64_t ints(int B, int N) { return (int64_t)B + 2LL * (N > B ? N : B); }
+  // Offsets of the scalar parts, in the order of the members above; returns the total.
+  static constexpr int kParts = 11;
+  FS_HD static int64_t layout(const NetShape& s, int B, int64_t* offset) {
+    const int64_t size[kParts] = {(int64_t)s.sum_width * B, (int64_t)s.max_width * B,
+                                  (int64_t)s.max_width * B, (int64_t)s.n_logits() * B, 2LL * B,
+                                  s.n_params, s.max_layer_weights, s.max_conv_scratch * B,
+                                  s.n_params, s.n_params, s.n_params};
+    int64_t total = 0;
+    for (int i = 0; i < kParts; ++i) {
+      offset[i] = total;
+      total += scratch_align(size[i]);
+    }
+    return total;
+  }
   FS_HD static NetWorkspace carve(const NetShape& s, int B, int N, T* scalar_buf, int* int_buf) {
+    int64_t at[kParts];
+    layout(s, B, at);
     NetWorkspace w;
-    w.acts = scalar_buf;
-    w.delta_a = w.acts + (int64_t)s.sum_width * B;
-    w.delta_b = w.delta_a + (int64_t)s.max_width * B;
-    w.targets = w.delta_b + (int64_t)s.max_width * B;
-    w.terms = w.targets + (int64_t)s.n_logits() * B;
-    w.grad = w.terms + 2 * B;
-    w.kernel_t = w.grad + s.n_params;
-    w.padded = w.kernel_t + s.max_layer_weights;
+    T** part[kParts] = {&w.acts, &w.delta_a, &w.delta_b, &w.targets, &w.terms, &w.grad,
+                        &w.kernel_t, &w.padded, &w.theta, &w.adam_m, &w.adam_v};
+    for (int i = 0; i < kParts; ++i) *part[i] = scalar_buf + at[i];
     w.rows = int_buf;
     w.order = int_buf + B;
     w.draws = w.order + (N > B ? N : B);
@@ -190,9 +212,18 @@ FS_HD void train_network(const Block& blk, const TrainArgs<T>& a, int net,
   const uint64_t seed = a.seeds[net];
   const T* X = a.X + a.x_net_stride * net;
   const T* Y = a.Y + a.y_net_stride * net;
-  T* theta = a.theta + s.n_params * net;
-  T* m = a.adam_m + s.n_params * net;
-  T* v = a.adam_v + s.n_params * net;
+  const int64_t P = s.n_params;
+  T* theta = ws.theta;
+  T* m = ws.adam_m;
+  T* v = ws.adam_v;
+  T* theta_out = a.theta + P * net;
+  T* m_out = a.adam_m + P * net;
+  T* v_out = a.adam_v + P * net;
+  blk.map_1d(static_cast<int>(P), [=](int p) {
+    theta[p] = theta_out[p];
+    m[p] = m_out[p];
+    v[p] = v_out[p];
+  });
   const T* logits = ws.acts + (int64_t)s.act_row(s.n_layers) * B;
   int64_t t = a.step0;
   const ShuffleMode mode = a.shuffle;
@@ -243,6 +274,11 @@ FS_HD void train_network(const Block& blk, const TrainArgs<T>& a, int net,
         a.acc_history[(int64_t)net * a.n_records + r] = correct_sum / count;
       });
     }
+    blk.map_1d(static_cast<int>(P), [=](int p) {
+      theta_out[p] = theta[p];
+      m_out[p] = m[p];
+      v_out[p] = v[p];
+    });
     if (!on_epoch(epoch)) return;
   }
 }

@@ -56,12 +56,18 @@ struct WorkerScratch {
   explicit WorkerScratch(int n_workers) : scalars(n_workers), ints(n_workers) {}
   // Grows worker's buffers for a batch of B rows and a permutation of N items.
   void reserve(int worker, const NetShape& s, int B, int N) {
-    scalars[worker].resize(NetWorkspace<T>::scalars(s, B));
+    reserve_scalars(worker, NetWorkspace<T>::scalars(s, B));
     ints[worker].resize(NetWorkspace<T>::ints(B, N));
+  }
+  // Grows worker's scalar buffer to n scalars from a 64-byte boundary (aligned_scalars).
+  void reserve_scalars(int worker, int64_t n) { scalars[worker].resize(n + 64 / sizeof(T)); }
+  T* aligned_scalars(int worker) {
+    const uintptr_t p = reinterpret_cast<uintptr_t>(scalars[worker].data());
+    return scalars[worker].data() + ((64 - p % 64) % 64) / sizeof(T);
   }
   // The workspace in worker's buffers (after reserve with the same B, N).
   NetWorkspace<T> view(int worker, const NetShape& s, int B, int N) {
-    return NetWorkspace<T>::carve(s, B, N, scalars[worker].data(), ints[worker].data());
+    return NetWorkspace<T>::carve(s, B, N, aligned_scalars(worker), ints[worker].data());
   }
   NetWorkspace<T> get(int worker, const NetShape& s, int B, int N) {
     reserve(worker, s, B, N);
@@ -126,9 +132,9 @@ void deepfool_host(const NetShape& s, const T* theta, int S, const T* X, int64_t
   WorkerScratch<T> scratch(n_threads);
   for_each_row_tile(S, N, tile, n_threads, emulate_threads, control, poll, poll_seconds,
                     [&](auto blk, int net, int row0, int B, int w) {
-                      scratch.scalars[w].resize(DeepFoolWorkspace<T>::scalars(s, B));
+                      scratch.reserve_scalars(w, DeepFoolWorkspace<T>::scalars(s, B));
                       scratch.ints[w].resize(DeepFoolWorkspace<T>::ints(B, C));
-                      const auto ws = DeepFoolWorkspace<T>::carve(s, B, C, scratch.scalars[w].data(),
+                      const auto ws = DeepFoolWorkspace<T>::carve(s, B, C, scratch.aligned_scalars(w),
                                                                   scratch.ints[w].data());
                       const int64_t first = (int64_t)net * N + row0;
                       deepfool_rows(blk, s, theta + s.n_params * net, X + x_net_stride * net, row0, B,
