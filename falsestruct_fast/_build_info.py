@@ -1,3 +1,3 @@
-source_hash = "f95b7d79060514c8cb499b8c1cf32d800f582610de4330790357ac7daded3e1f"
+source_hash = "21013722db5ae83011231066467e2afd01f3286729b0c8252405c50f4c1731ac"
 cuda_built = True
 native_arch = True

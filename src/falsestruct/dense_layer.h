@@ -5,7 +5,8 @@
 // over a wide unit axis with unit stride, the summation index hoisted outside, a broadcast
 // times a contiguous vector, no horizontal reductions):
 //   forward         y[n][:]  += x[n][i] * W[i][:]      (lanes over output units)
-//   input grad      dx[n][:] += dy[n][j] * Wt[j][:]    (W transposed first, lanes over inputs)
+//   input grad      dx[n][:] += dy[n][j] * Wt[j][:]    (W transposed first, lanes over inputs;
+//                   a dot product over outputs per element when the inputs are few)
 //   weight grad     dW[i][:] += x[n][i] * dy[n][:]     (lanes over output units)
 //   bias grad       db[:]    += 1 * dy[n][:]
 // When the output side is narrow (e.g. the single logit of a binary classifier) lanes over
@@ -66,22 +67,29 @@ FS_HD void dense_forward(const Block& blk, const T* W, const T* b, const T* x, T
 }
 
 // dx[n][i] = sum_j dy[n][j] * W[i][j], times relu'(x) when the input x is a ReLU output
-// (x > 0 exactly where the pre-activation was > 0): lanes run over i against the rows of W
-// transposed (Wt: scratch of n_in * n_out; W itself when n_out = 1).
+// (x > 0 exactly where the pre-activation was > 0). Lanes run over i against the rows of W
+// transposed (Wt: scratch of n_in * n_out; W itself when n_out = 1), unless the inputs are few
+// and the outputs are not (a first layer's input gradient, for DeepFool): then one dot product
+// over j per element.
 template <class Block, class T>
 FS_HD void dense_backward_input(const Block& blk, const T* W, T* Wt, const T* x, const T* dy,
                                 T* dx, int n_in, int n_out, int B, bool relu_input) {
+  auto store = [=](int n, int i, T s) {
+    const int64_t e = (int64_t)n * n_in + i;
+    dx[e] = relu_grad_if(relu_input, x[e], s);
+  };
+  if (short_outputs(n_in) && !short_outputs(n_out)) {
+    blk.map_2d_dot(
+        B, n_in, n_out,
+        [=](int n, int i, int j) { return dy[(int64_t)n * n_out + j] * W[(int64_t)i * n_out + j]; }, store);
+    return;
+  }
   const T* w_rows = W;
   if (n_out > 1) {
     blk.map_2d(n_out, n_in, [=](int j, int i) { Wt[(int64_t)j * n_in + i] = W[(int64_t)i * n_out + j]; });
     w_rows = Wt;
   }
-  map_2d_product(
-      blk, B, n_in, n_out, 1, w_rows, n_in, [=](int n) { return dy + (int64_t)n * n_out; },
-      [=](int n, int i, T s) {
-        const int64_t e = (int64_t)n * n_in + i;
-        dx[e] = relu_grad_if(relu_input, x[e], s);
-      });
+  map_2d_product(blk, B, n_in, n_out, 1, w_rows, n_in, [=](int n) { return dy + (int64_t)n * n_out; }, store);
 }
 
 // dW[i][j] = sum_n x[n][i] * dy[n][j];  db[j] = sum_n dy[n][j]  (sums over n in order).
