@@ -1,3 +1,3 @@
-source_hash = "21013722db5ae83011231066467e2afd01f3286729b0c8252405c50f4c1731ac"
+source_hash = "a00c7f847c66c487de1c30c50a7c4aa7b16fb86511525fa73535e2f7ab2cc9c0"
 cuda_built = True
 native_arch = True

@@ -99,10 +99,7 @@ FS_HD void conv2d_backward_params(const Block& blk, const ConvGeometry& g, const
                           inside ? g.W : 0};
       },
       [=](int row, int co, T s) { dK[(int64_t)row * g.Cout + co] = s; });
-  blk.map_2d_sum(
-      1, g.Cout, g.B * g.H * g.W, [](int, int) { return T(0); },
-      [=](int, int co, int pix) { return dy[(int64_t)pix * g.Cout + co]; },
-      [=](int, int co, T s) { db[co] = s; });
+  map_column_sums(blk, g.Cout, g.B * g.H * g.W, dy, g.Cout, [=](int co, T s) { db[co] = s; });
 }
 
 }  // namespace fs

@@ -107,11 +107,7 @@ FS_HD void dense_backward_params(const Block& blk, const T* x, const T* dy, T* d
         blk, n_in, n_out, B, n_in, dy, n_out, [=](int i) { return x + i; },
         [=](int i, int j, T s) { dW[(int64_t)i * n_out + j] = s; });
   }
-  // db: the same product against a column of ones (1 * dy[n][j] is exact).
-  const T one = 1;
-  map_2d_product(
-      blk, 1, n_out, B, 0, dy, n_out, [&one](int) { return &one; },
-      [=](int, int j, T s) { db[j] = s; });
+  map_column_sums(blk, n_out, B, dy, n_out, [=](int j, T s) { db[j] = s; });
 }
 
 }  // namespace fs

@@ -41,15 +41,6 @@ FS_HD FS_INLINE void thread_stride_2d(int tid, int n_threads, int rows, int cols
   for (int e = tid; e < total; e += n_threads) f(e / cols, e % cols);
 }
 
-// One element of a "sum phase": acc = init(r, c); acc += term(r, c, k) for k = 0..len-1 in
-// order; finish(r, c, acc). Every executor sums in this order, so they agree.
-template <class Init, class Term, class Finish>
-FS_HD FS_INLINE void sum_element(int r, int c, int len, Init& init, Term& term, Finish& finish) {
-  auto acc = init(r, c);
-  for (int k = 0; k < len; ++k) acc += term(r, c, k);
-  finish(r, c, acc);
-}
-
 // Dot phase: element (r, c) is finish(r, c, sum_{k < len} term(r, c, k)), summed in a fixed
 // order so that every executor agrees: kDotLanes interleaved partial sums over the whole
 // chunks of 16 (and a half chunk of 8 into the first 8), a fixed pairwise tree over them,
@@ -162,35 +153,6 @@ struct HostBlock {
       for (int c = 0; c < cols; ++c) f(r, c);
     }
   }
-  // Sum phase (see sum_element), e.g. a matrix product: the loop over k is hoisted outside
-  // the SIMD loop over columns, and the accumulators of a block of columns stay in registers,
-  // so each k is one broadcast-multiply-add per vector. Blocks of 64 columns give four
-  // independent FMA chains (hiding the FMA latency when len is long); narrower blocks and
-  // single columns take the rest, so any column count works without padding.
-  template <class Init, class Term, class Finish>
-  FS_INLINE void map_2d_sum(int rows, int cols, int len, Init&& init, Term&& term,
-                            Finish&& finish) const {
-    for (int r = 0; r < rows; ++r) {
-      int c0 = 0;
-      for (; c0 + 64 <= cols; c0 += 64) sum_block<64>(r, c0, len, init, term, finish);
-      for (; c0 + 16 <= cols; c0 += 16) sum_block<16>(r, c0, len, init, term, finish);
-      for (; c0 + 8 <= cols; c0 += 8) sum_block<8>(r, c0, len, init, term, finish);
-      for (; c0 < cols; ++c0) sum_block<1>(r, c0, len, init, term, finish);
-    }
-  }
-  template <int W, class Init, class Term, class Finish>
-  FS_INLINE static void sum_block(int r, int c0, int len, Init& init, Term& term, Finish& finish) {
-    using Acc = decltype(init(0, 0));
-    Acc acc[W];
-    FS_SIMD
-    for (int c = 0; c < W; ++c) acc[c] = init(r, c0 + c);
-    for (int k = 0; k < len; ++k) {
-      FS_SIMD
-      for (int c = 0; c < W; ++c) acc[c] += term(r, c0 + c, k);
-    }
-    FS_SIMD
-    for (int c = 0; c < W; ++c) finish(r, c0 + c, acc[c]);
-  }
 #if !defined(__CUDACC__)
   // Segment-sum phase (see segment_sum_element): register tiles of up to 8 rows x up to 3
   // column vectors (see host_segment_sum.h).
@@ -273,15 +235,6 @@ struct HostTeamBlock {
       HostBlock{}.map_2d(count, cols, [&](int r, int c) { f(lo + r, c); });
     });
   }
-  template <class Init, class Term, class Finish>
-  void map_2d_sum(int rows, int cols, int len, Init&& init, Term&& term, Finish&& finish) const {
-    on_my_rows(rows, [&](int lo, int count) {
-      HostBlock{}.map_2d_sum(
-          count, cols, len, [&](int r, int c) { return init(lo + r, c); },
-          [&](int r, int c, int k) { return term(lo + r, c, k); },
-          [&](int r, int c, decltype(init(0, 0)) v) { finish(lo + r, c, v); });
-    });
-  }
   // Threads split the rows at multiples of kSegmentSplitRows from a group's start, so every
   // row lands in the same register tile as with HostBlock (bitwise equal results).
   template <class RowX, class Seg, class Finish>
@@ -322,10 +275,6 @@ struct EmulatedBlock {
   void map_2d(int rows, int cols, F&& f) const {
     for (int t = 0; t < n_threads; ++t) thread_stride_2d(t, n_threads, rows, cols, f);
   }
-  template <class Init, class Term, class Finish>
-  void map_2d_sum(int rows, int cols, int len, Init&& init, Term&& term, Finish&& finish) const {
-    map_2d(rows, cols, [&](int r, int c) { sum_element(r, c, len, init, term, finish); });
-  }
   template <class RowX, class Seg, class Finish>
   void map_2d_segment_sum(const SegmentSumShape& p, RowX&& row_x, Seg&& segment,
                           Finish&& finish) const {
@@ -353,11 +302,6 @@ struct CudaBlock {
   __device__ FS_INLINE void map_2d(int rows, int cols, F&& f) const {
     thread_stride_2d(threadIdx.x, blockDim.x, rows, cols, f);
     __syncthreads();
-  }
-  template <class Init, class Term, class Finish>
-  __device__ FS_INLINE void map_2d_sum(int rows, int cols, int len, Init&& init, Term&& term,
-                                       Finish&& finish) const {
-    map_2d(rows, cols, [&](int r, int c) { sum_element(r, c, len, init, term, finish); });
   }
   template <class RowX, class Seg, class Finish>
   __device__ FS_INLINE void map_2d_segment_sum(const SegmentSumShape& p, RowX&& row_x,

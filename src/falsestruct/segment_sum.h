@@ -64,4 +64,14 @@ FS_HD FS_INLINE void map_2d_product(const Block& blk, int rows, int cols, int le
                          row_x, [=](int, int) { return Segment<T>{0, w, len}; }, finish);
 }
 
+// Column sums: finish(c, sum_{k < len} w[k * w_stride + c]) summed in order of k (a bias
+// gradient): the matrix-product phase against a column of ones (1 * w is exact).
+template <class Block, class T, class Finish>
+FS_HD FS_INLINE void map_column_sums(const Block& blk, int cols, int len, const T* w, int w_stride,
+                                     Finish&& finish) {
+  const T one = 1;
+  map_2d_product(blk, 1, cols, len, 0, w, w_stride, [&one](int) { return &one; },
+                 [=](int, int c, T s) { finish(c, s); });
+}
+
 }  // namespace fs
