@@ -8,6 +8,7 @@ run use `python benchmarks/compare_cnn_step.py`.
 import pytest
 
 import cnn_step_cases as cases
+from bench_record import record_best
 
 pytest.importorskip("pytest_benchmark")
 
@@ -17,8 +18,7 @@ pytest.importorskip("pytest_benchmark")
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_falsestruct_cnn_step(benchmark, dtype, S, threads):
     run = cases.falsestruct_train(S, 2, dtype, threads)
-    benchmark.pedantic(run, rounds=3, iterations=1, warmup_rounds=1)
-    benchmark.extra_info["ms_per_network_step"] = benchmark.stats.stats.min * 1e3 / (S * run.steps)
+    record_best(benchmark, run, "ms_per_network_step", lambda t: t * 1e3 / (S * run.steps))
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -26,13 +26,11 @@ def test_falsestruct_cnn_step(benchmark, dtype, S, threads):
 def test_torch_cnn_step(benchmark, dtype, threads):
     pytest.importorskip("torch")
     run = cases.torch_train(2, dtype, threads)
-    benchmark.pedantic(run, rounds=3, iterations=1, warmup_rounds=1)
-    benchmark.extra_info["ms_per_network_step"] = benchmark.stats.stats.min * 1e3 / run.steps
+    record_best(benchmark, run, "ms_per_network_step", lambda t: t * 1e3 / run.steps)
 
 
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_falsestruct_cnn_forward(benchmark, dtype, threads):
     run = cases.falsestruct_forward(1, 1000, dtype, threads)
-    benchmark.pedantic(run, rounds=3, iterations=1, warmup_rounds=1)
-    benchmark.extra_info["images_per_s"] = 1000 / benchmark.stats.stats.min
+    record_best(benchmark, run, "images_per_s", lambda t: 1000 / t)

@@ -8,13 +8,13 @@ use `python benchmarks/compare_mlp_step.py` (it also pins JAX's thread count per
 import pytest
 
 import mlp_step_cases as cases
+from bench_record import record_best
 
 pytest.importorskip("pytest_benchmark")
 
 
 def _measure(benchmark, run, S, steps):
-    benchmark.pedantic(run, rounds=5, iterations=1, warmup_rounds=1)
-    benchmark.extra_info["us_per_network_step"] = benchmark.stats.stats.min * 1e6 / (S * steps)
+    record_best(benchmark, run, "us_per_network_step", lambda t: t * 1e6 / (S * steps), rounds=5)
 
 
 @pytest.mark.parametrize("threads", [1, 2])
