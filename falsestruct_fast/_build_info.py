@@ -1,3 +1,3 @@
-source_hash = "a00c7f847c66c487de1c30c50a7c4aa7b16fb86511525fa73535e2f7ab2cc9c0"
+source_hash = "4e38337dbd2307da2b039cc3bbf8d56c019eb5cd6e887fc7dbd5dadb0279d32d"
 cuda_built = True
 native_arch = True

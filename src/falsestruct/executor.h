@@ -155,7 +155,7 @@ struct HostBlock {
   }
 #if !defined(__CUDACC__)
   // Segment-sum phase (see segment_sum_element): register tiles of up to 8 rows x up to 3
-  // column vectors (see host_segment_sum.h).
+  // column vectors, or up to 4 rows x 6 vectors for groups of few rows (host_segment_sum.h).
   template <class RowX, class Seg, class Finish>
   FS_INLINE void map_2d_segment_sum(const SegmentSumShape& p, RowX&& row_x, Seg&& segment,
                                     Finish&& finish) const {

@@ -24,7 +24,9 @@ enum class ShuffleMode : int { None = 0, Samples = 1, Batches = 2 };
 // so parts are as aligned as the buffer (64 bytes on the host, 256 on the GPU).
 // Every batch array is sample-major: row n of the batch, then the units of that row.
 constexpr int64_t kScratchAlign = 16;
-FS_HD FS_INLINE int64_t scratch_align(int64_t n) { return (n + kScratchAlign - 1) / kScratchAlign * kScratchAlign; }
+FS_HD FS_INLINE int64_t scratch_align(int64_t n) {
+  return (n + kScratchAlign - 1) / kScratchAlign * kScratchAlign;
+}
 
 template <class T>
 struct NetWorkspace {
@@ -200,6 +202,18 @@ FS_HD FS_INLINE int n_records_for(int epochs, int every) {
   return epochs / every + (epochs % every != 0 ? 1 : 0);
 }
 
+// Copies a network's parameters and Adam moments (P each) from (theta, m, v) to (theta_to,
+// m_to, v_to): into the worker's private copies before training, back after every epoch.
+template <class Block, class T>
+FS_HD void copy_network_state(const Block& blk, int64_t P, const T* theta, const T* m, const T* v,
+                              T* theta_to, T* m_to, T* v_to) {
+  blk.map_1d(static_cast<int>(P), [=](int p) {
+    theta_to[p] = theta[p];
+    m_to[p] = m[p];
+    v_to[p] = v[p];
+  });
+}
+
 // Trains network `net` for args.epochs epochs. `on_epoch(epoch)` is called after each epoch
 // and returns false to stop early (cancellation); the GPU passes a hook that always continues.
 template <class Block, class T, class EpochHook>
@@ -219,11 +233,7 @@ FS_HD void train_network(const Block& blk, const TrainArgs<T>& a, int net,
   T* theta_out = a.theta + P * net;
   T* m_out = a.adam_m + P * net;
   T* v_out = a.adam_v + P * net;
-  blk.map_1d(static_cast<int>(P), [=](int p) {
-    theta[p] = theta_out[p];
-    m[p] = m_out[p];
-    v[p] = v_out[p];
-  });
+  copy_network_state(blk, P, theta_out, m_out, v_out, theta, m, v);
   const T* logits = ws.acts + (int64_t)s.act_row(s.n_layers) * B;
   int64_t t = a.step0;
   const ShuffleMode mode = a.shuffle;
@@ -274,11 +284,7 @@ FS_HD void train_network(const Block& blk, const TrainArgs<T>& a, int net,
         a.acc_history[(int64_t)net * a.n_records + r] = correct_sum / count;
       });
     }
-    blk.map_1d(static_cast<int>(P), [=](int p) {
-      theta_out[p] = theta[p];
-      m_out[p] = m[p];
-      v_out[p] = v[p];
-    });
+    copy_network_state(blk, P, theta, m, v, theta_out, m_out, v_out);
     if (!on_epoch(epoch)) return;
   }
 }
