@@ -165,6 +165,12 @@ PYBIND11_MODULE(_native, mod) {
   mod.def("source_hash", [] { return std::string(FS_SOURCE_HASH); },
           "SHA-256 of the kernel and binding sources this module was compiled from.");
   mod.def("default_threads", [] { return threads_or_default(0); });
+  mod.def(
+      "scratch_cache_bytes", [] { return fs::ScratchCache::process().kept_bytes(); },
+      "Bytes of CPU workspace kept between calls (ScratchCache).");
+  mod.def(
+      "release_scratch_cache", [] { return fs::ScratchCache::process().clear(); },
+      "Frees the CPU workspace kept between calls; returns the bytes freed.");
   mod.def("n_params", [](const std::vector<int>& spec) { return shape_from(spec).n_params; });
   mod.def(
       "workspace_scalars_per_row",

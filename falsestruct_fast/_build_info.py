@@ -1,3 +1,3 @@
-source_hash = "4e38337dbd2307da2b039cc3bbf8d56c019eb5cd6e887fc7dbd5dadb0279d32d"
+source_hash = "6e33dcf8c6051f249fda91ffd1f0c5b25034533bdd147a593eda05c146f5f70c"
 cuda_built = True
 native_arch = True

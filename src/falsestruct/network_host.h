@@ -5,6 +5,7 @@
 #include <functional>
 #include <vector>
 #include "executor.h"
+#include "host_buffer.h"
 #include "host_runner.h"
 #include "deepfool.h"
 #include "init.h"
@@ -48,23 +49,29 @@ void for_each_network(const NetShape& s, int B, int S, int n_threads, int emulat
   }
 }
 
-// Per-worker scratch, grown on demand and reused for every network the worker computes.
+// Per-worker scratch, grown on demand and reused for every network the worker computes; the
+// buffers come from and go back to the process's ScratchCache.
 template <class T>
 struct WorkerScratch {
-  std::vector<std::vector<T>> scalars;
+  std::vector<HostBuffer> scalars;
   std::vector<std::vector<int>> ints;
   explicit WorkerScratch(int n_workers) : scalars(n_workers), ints(n_workers) {}
+  ~WorkerScratch() {
+    for (auto& b : scalars) ScratchCache::process().give_back(std::move(b));
+  }
   // Grows worker's buffers for a batch of B rows and a permutation of N items.
   void reserve(int worker, const NetShape& s, int B, int N) {
     reserve_scalars(worker, NetWorkspace<T>::scalars(s, B));
     ints[worker].resize(NetWorkspace<T>::ints(B, N));
   }
-  // Grows worker's scalar buffer to n scalars from a 64-byte boundary (aligned_scalars).
-  void reserve_scalars(int worker, int64_t n) { scalars[worker].resize(n + 64 / sizeof(T)); }
-  T* aligned_scalars(int worker) {
-    const uintptr_t p = reinterpret_cast<uintptr_t>(scalars[worker].data());
-    return scalars[worker].data() + ((64 - p % 64) % 64) / sizeof(T);
+  // Grows worker's scalar buffer to n scalars (64-byte aligned; contents are scratch).
+  void reserve_scalars(int worker, int64_t n) {
+    const size_t bytes = static_cast<size_t>(n) * sizeof(T);
+    if (scalars[worker].capacity() >= bytes) return;
+    ScratchCache::process().give_back(std::move(scalars[worker]));
+    scalars[worker] = ScratchCache::process().take(bytes);
   }
+  T* aligned_scalars(int worker) { return static_cast<T*>(scalars[worker].data()); }
   // The workspace in worker's buffers (after reserve with the same B, N).
   NetWorkspace<T> view(int worker, const NetShape& s, int B, int N) {
     return NetWorkspace<T>::carve(s, B, N, aligned_scalars(worker), ints[worker].data());
