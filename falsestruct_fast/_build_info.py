@@ -1,3 +1,3 @@
-source_hash = "6e33dcf8c6051f249fda91ffd1f0c5b25034533bdd147a593eda05c146f5f70c"
+source_hash = "c21d155de7a67282044dee0d5adde576681ab8d7d2452ca9ad9bc30d70128dff"
 cuda_built = True
 native_arch = True

@@ -552,26 +552,33 @@ def team_net():
                                 fs.Dense(4, activation="relu"), fs.Dense(1)])
 
 
+def odd_team_net():
+    # groups of rows that end in 4-, 2- and 1-row tiles (15 and 63 rows), odd image sizes
+    return fs.CNN((15, 13, 3), [fs.Conv2D(7, 5), fs.MaxPool2D(), fs.Conv2D(5, 3), fs.Flatten(),
+                                fs.Dense(3, activation="relu"), fs.Dense(1)])
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_team_of_threads_on_one_network_is_bitwise_identical(dtype):
-    net = team_net()
+@pytest.mark.parametrize("make_net,B", [(team_net, 24), (odd_team_net, 32)])
+def test_team_of_threads_on_one_network_is_bitwise_identical(make_net, B, dtype):
+    net = make_net()
     params = fs.init(net, seeds=[5], dtype=dtype)
-    X = images(48, net.input_shape, seed=3).astype(dtype)
-    y = make_targets(net, 48, seed=4)
-    kw = dict(epochs=3, batch_size=24, shuffle="samples", optimizer=fs.Adam(lr=1e-2),
+    X = images(2 * B, net.input_shape, seed=3).astype(dtype)
+    y = make_targets(net, 2 * B, seed=4)
+    kw = dict(epochs=3, batch_size=B, shuffle="samples", optimizer=fs.Adam(lr=1e-2),
               record_every=1, progress=False)
     one = fs.train(net, params, X, y, threads=1, **kw)
     team = fs.train(net, params, X, y, threads=2, **kw)
     assert_params_equal(team.params, one.params)
     np.testing.assert_array_equal(team.loss, one.loss)
     assert not np.array_equal(one.params.flat, params.flat)
-    l1, g1, d1 = fs.loss_and_grad(net, params, X[:24], y[:24], wrt_input=True, threads=1)
-    l2, g2, d2 = fs.loss_and_grad(net, params, X[:24], y[:24], wrt_input=True, threads=2)
+    l1, g1, d1 = fs.loss_and_grad(net, params, X[:B], y[:B], wrt_input=True, threads=1)
+    l2, g2, d2 = fs.loss_and_grad(net, params, X[:B], y[:B], wrt_input=True, threads=2)
     np.testing.assert_array_equal(l1, l2)
     np.testing.assert_array_equal(g1.flat, g2.flat)
     np.testing.assert_array_equal(d1, d2)
     ref_loss, ref_grads, _ = RC.loss_and_grad(net, [a[0].astype(np.float64) for a in params],
-                                              X[:24].astype(np.float64), y[:24])
+                                              X[:B].astype(np.float64), y[:B])
     assert_close(l2[0], ref_loss, 1e-10 if dtype == "float64" else 1e-4, "team loss vs reference")
 
 

@@ -21,6 +21,7 @@
 #include "host_segment_sum.h"
 #endif
 #if !defined(__CUDACC__)
+#include <algorithm>
 #include <atomic>
 #include <thread>
 #endif
@@ -191,13 +192,14 @@ struct HostBlock {
 #if !defined(__CUDACC__)
 // ---- CPU engine, several threads on one network ----------------------------------------------
 // Meeting point of a team of host threads between phases. It spins (phases are short), and
-// yields while spinning so an oversubscribed machine still progresses.
+// yields while spinning so an oversubscribed machine still progresses. It also holds the
+// team's chunk counter, which the last thread to arrive resets for the next phase.
 struct SpinBarrier {
   explicit SpinBarrier(int n) : n_threads(n) {}
   void wait() {
-    if (n_threads == 1) return;
     const int gen = generation.load(std::memory_order_acquire);
     if (arrived.fetch_add(1, std::memory_order_acq_rel) + 1 == n_threads) {
+      next_chunk.store(0, std::memory_order_relaxed);
       arrived.store(0, std::memory_order_relaxed);
       generation.fetch_add(1, std::memory_order_acq_rel);
       return;
@@ -208,49 +210,84 @@ struct SpinBarrier {
   const int n_threads;
   std::atomic<int> arrived{0};
   std::atomic<int> generation{0};
+  std::atomic<int> next_chunk{0};  // next chunk of the current phase (HostTeamBlock)
 };
 
-// Thread `tid` of a team: takes its share [lo, hi) of each phase's rows, runs it like
-// HostBlock, then waits for the team. Each element is computed by the same code as with
-// HostBlock, so results do not depend on the team size.
+// Thread `tid` of a team. Each phase is cut into chunks of rows that the threads take from a
+// shared counter as they finish the previous one (cores of a shared machine run at different
+// speeds, so an even static split leaves one waiting), runs each like HostBlock, then waits
+// for the team. Chunks start only where HostBlock's own loops start a row (a segment sum's
+// tile boundaries), so every element is computed by the same code as with HostBlock and
+// results do not depend on the team size.
 struct HostTeamBlock {
   int tid, n_threads;
   SpinBarrier* barrier;
 
-  // Runs fn(lo, count) on this thread's share [lo, lo + count) of n rows, then waits for the team.
-  template <class F>
-  void on_my_rows(int n, F&& fn) const {
-    const int lo = static_cast<int>((int64_t)n * tid / n_threads);
-    const int hi = static_cast<int>((int64_t)n * (tid + 1) / n_threads);
-    fn(lo, hi - lo);
+  // Chunks per thread and phase: enough that the last chunk to finish is short, few enough
+  // that taking one (an atomic add on a shared line) costs nothing next to it.
+  static constexpr int kChunksPerThread = 32;
+
+  // Runs fn(lo, count) on the chunks [split(i), split(i + 1)), i < n_chunks, this thread takes
+  // (split nondecreasing), then waits for the team.
+  template <class Split, class F>
+  void on_chunks(int n_chunks, Split&& split, F&& fn) const {
+    std::atomic<int>& next = barrier->next_chunk;
+    for (int i = next.fetch_add(1, std::memory_order_relaxed); i < n_chunks;
+         i = next.fetch_add(1, std::memory_order_relaxed)) {
+      const int lo = split(i), hi = split(i + 1);
+      if (lo < hi) fn(lo, hi - lo);
+    }
     barrier->wait();
+  }
+  // Chunks for a phase of `work` element operations: at least kMinChunkWork each.
+  int chunks_for(int rows, int64_t work) const {
+    constexpr int64_t kMinChunkWork = 4096;
+    const int64_t by_work = work / kMinChunkWork;
+    const int64_t most = std::min<int64_t>(rows, (int64_t)kChunksPerThread * n_threads);
+    return static_cast<int>(std::max<int64_t>(1, std::min(by_work, most)));
+  }
+  // fn(lo, count) on chunks of n rows, each boundary a multiple of `align` (or n).
+  template <class F>
+  void on_row_chunks(int n, int64_t work, int align, F&& fn) const {
+    const int chunks = chunks_for(n, work);
+    on_chunks(chunks, [&](int i) {
+      const int r = static_cast<int>((int64_t)n * i / chunks);
+      return i == chunks ? n : r - r % align;
+    }, fn);
   }
   template <class F>
   void map_1d(int n, F&& f) const {
-    on_my_rows(n, [&](int lo, int count) { HostBlock{}.map_1d(count, [&](int i) { f(lo + i); }); });
+    on_row_chunks(n, n, 16, [&](int lo, int count) {
+      HostBlock{}.map_1d(count, [&](int i) { f(lo + i); });
+    });
   }
   template <class F>
   void map_2d(int rows, int cols, F&& f) const {
-    on_my_rows(rows, [&](int lo, int count) {
+    on_row_chunks(rows, (int64_t)rows * cols, 1, [&](int lo, int count) {
       HostBlock{}.map_2d(count, cols, [&](int r, int c) { f(lo + r, c); });
     });
   }
-  // Threads split the rows at multiples of kSegmentSplitRows from a group's start, so every
-  // row lands in the same register tile as with HostBlock (bitwise equal results).
   template <class RowX, class Seg, class Finish>
   void map_2d_segment_sum(const SegmentSumShape& p, RowX&& row_x, Seg&& segment,
                           Finish&& finish) const {
-    auto boundary = [&](int t) {
-      const int r = static_cast<int>((int64_t)p.rows * t / n_threads);
-      const int start = r - r % p.group, offset = r - start;
-      return start + offset - offset % kSegmentSplitRows;
+    // Work: a middle segment's length stands for every segment's (conv taps at the image's
+    // edge are shorter or empty).
+    const int count = p.rows > 0 ? segment(p.rows / 2 / p.group, p.n_seg / 2).count : 0;
+    const int chunks =
+        chunks_for(p.rows, (int64_t)p.rows * p.cols * p.n_seg * std::max(1, count));
+    auto split = [&](int i) {
+      if (i >= chunks) return p.rows;
+      const int r = static_cast<int>((int64_t)p.rows * i / chunks);
+      const int start = r - r % p.group;
+      return start + segment_tile_boundary(std::min(p.group, p.rows - start), r - start);
     };
-    host_segment_sum_rows(p, boundary(tid), boundary(tid + 1), row_x, segment, finish);
-    barrier->wait();
+    on_chunks(chunks, split, [&](int lo, int count) {
+      host_segment_sum_rows(p, lo, lo + count, row_x, segment, finish);
+    });
   }
   template <class Term, class Finish>
   void map_2d_dot(int rows, int cols, int len, Term&& term, Finish&& finish) const {
-    on_my_rows(rows, [&](int lo, int count) {
+    on_row_chunks(rows, (int64_t)rows * cols * len, 1, [&](int lo, int count) {
       HostBlock{}.map_2d_dot(
           count, cols, len, [&](int r, int c, int k) { return term(lo + r, c, k); },
           [&](int r, int c, decltype(term(0, 0, 0)) v) { finish(lo + r, c, v); });

@@ -25,9 +25,29 @@ constexpr int kHostVectorBytes = 32;
 constexpr int kHostTileVectors = 12;  // 16 vector registers
 #endif
 
-// Tiles are 8 rows high (then 4, 2, 1 at a group's end); a team of threads splits a group's
-// rows only at multiples of 8, so a row's tile does not depend on the team size.
+// Tiles are 8 rows high from a group's start (then one each of 4, 2, 1 rows as the group's
+// remainder needs); a team of threads splits a group's rows only at such tile boundaries
+// (segment_tile_boundary), so a row's tile does not depend on the team size.
 constexpr int kSegmentSplitRows = 8;
+
+// The tile boundary nearest to `offset` (ties: the later one) in a group of n > offset rows.
+// Blocks of wider columns have shorter tiles (4, 2 or 1 rows), whose boundaries include these.
+FS_INLINE int segment_tile_boundary(int n, int offset) {
+  int below = offset - offset % kSegmentSplitRows, above = n;
+  if (below + kSegmentSplitRows <= n) {
+    above = below + kSegmentSplitRows;
+  } else {
+    for (int tile = kSegmentSplitRows / 2; tile >= 1; tile /= 2) {
+      if (below + tile > n) continue;  // the remainder has no tile of this height
+      if (below + tile > offset) {
+        above = below + tile;
+        break;
+      }
+      below += tile;
+    }
+  }
+  return offset - below < above - offset ? below : above;
+}
 
 // A SIMD vector of `Bytes` bytes of T (GCC/Clang vector extension); Bytes == sizeof(T) is a scalar.
 template <class T, int Bytes>
