@@ -4,7 +4,7 @@
                                           [--no-torch] [--no-jax]
 
 Each measurement runs in its own subprocess (thread counts fixed at start). Reports ms per
-network-step (best of 3) and forward images/s, with PyTorch eager's time over ours and, for the
+network-step (best of 5) and forward images/s, with PyTorch eager's time over ours and, for the
 step, JAX's time over ours: jit + an unrolled lax.scan over 2 steps (see
 cnn_step_cases._jax_steps for why unrolled), vmap over the networks for S = 8 (1 step per call),
 one core pinned with taskset for 1 thread. Before the table, the JAX peer is checked against
@@ -46,7 +46,7 @@ def measure(kind: str, name: str, dtype: str, S: int, threads: int):
         units = S * n
     run()
     best = float("inf")
-    for _ in range(3):
+    for _ in range(5):
         t0 = time.perf_counter()
         run()
         best = min(best, time.perf_counter() - t0)

@@ -1,3 +1,3 @@
-source_hash = "c21d155de7a67282044dee0d5adde576681ab8d7d2452ca9ad9bc30d70128dff"
+source_hash = "e7cea903c35ce75367cf53adc729c2865bd8e36ccf6008381997ce5d93c352d1"
 cuda_built = True
 native_arch = True

@@ -14,18 +14,22 @@ struct PoolGeometry {
 
 // Position (0..3, row-major in the window) of the first maximum of window (n, oh, ow), channel c.
 // NaN propagates: a NaN is taken as the maximum, so divergence stays visible. Branch-free
-// (selects, not jumps): on real data which of the four wins is unpredictable.
+// (selects, not jumps): on real data which of the four wins is unpredictable. A position
+// outside the input (a clipped window on odd sizes) reads an earlier position of the window
+// again, which can never be taken (it is not greater than the maximum so far, and a NaN
+// there is already the maximum), so the lanes need no per-window condition.
 template <class T>
 FS_HD FS_INLINE int pool_argmax(const PoolGeometry& g, const T* x, int n, int oh, int ow, int c,
                                 T* max_out) {
   const T* corner = x + (((int64_t)n * g.H + 2 * oh) * g.W + 2 * ow) * g.C + c;
-  const bool right = 2 * ow + 1 < g.W, below = 2 * oh + 1 < g.H;
+  const int64_t right = 2 * ow + 1 < g.W ? g.C : 0;
+  const int64_t below = 2 * oh + 1 < g.H ? (int64_t)g.W * g.C : 0;
+  const int64_t offset[3] = {right, below, below + right};
   int best = 0;
   T m = corner[0];
   for (int q = 1; q < 4; ++q) {
-    const bool inside = (q % 2 == 0 || right) && (q < 2 || below);
-    const T v = corner[inside ? ((q / 2) * g.W + q % 2) * g.C : 0];  // always a valid load
-    const bool take = inside && (v > m || (v != v && m == m));
+    const T v = corner[offset[q - 1]];
+    const bool take = v > m || (v != v && m == m);
     m = take ? v : m;
     best = take ? q : best;
   }
@@ -45,26 +49,20 @@ FS_HD void maxpool2_forward(const Block& blk, const PoolGeometry& g, const T* x,
 }
 
 // dx = dy routed to the first maximum of each window (zero elsewhere), times relu'(x) when x is
-// a ReLU output. Windows do not overlap and cover the input, so each window writes its own
-// (up to) four input positions.
+// a ReLU output. Elements are the input's: each finds its window's maximum again (four loads
+// along channels) and writes only itself, so every load and store runs contiguously over the
+// channel lanes; a body per window would scatter four stores per lane.
 template <class Block, class T>
 FS_HD void maxpool2_backward_input(const Block& blk, const PoolGeometry& g, const T* x,
                                    const T* dy, T* dx, bool relu_input) {
   const int OH = g.out_h(), OW = g.out_w();
-  blk.map_2d(g.B * OH * OW, g.C, [=](int r, int c) {
-    const int n = r / (OH * OW), oh = (r / OW) % OH, ow = r % OW;
-    T m;
+  blk.map_2d(g.B * g.H * g.W, g.C, [=](int pixel, int c) {
+    const int n = pixel / (g.H * g.W), h = (pixel / g.W) % g.H, w = pixel % g.W;
+    const int oh = h / 2, ow = w / 2;
+    T m;  // the window's maximum: x here when this element is the one chosen
     const int best = pool_argmax(g, x, n, oh, ow, c, &m);
-    const T grad = dy[(int64_t)r * g.C + c];
-    const int64_t e0 = (((int64_t)n * g.H + 2 * oh) * g.W + 2 * ow) * g.C + c;
-    for (int q = 0; q < 4; ++q) {
-      // A position outside the input (odd sizes) rewrites position 0 with the same value
-      // instead of skipping: no branch in the channel loop.
-      const bool inside = 2 * oh + q / 2 < g.H && 2 * ow + q % 2 < g.W;
-      const int qq = inside ? q : 0;
-      const int64_t e = e0 + ((qq / 2) * g.W + qq % 2) * g.C;
-      dx[e] = qq == best ? relu_grad_if(relu_input, x[e], grad) : T(0);
-    }
+    const T grad = dy[(((int64_t)n * OH + oh) * OW + ow) * g.C + c];
+    dx[(int64_t)pixel * g.C + c] = best == (h % 2) * 2 + w % 2 ? relu_grad_if(relu_input, m, grad) : T(0);
   });
 }
 
