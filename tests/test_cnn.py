@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import falsestruct_fast as fs
+from falsestruct_fast import _native
 import reference as R
 import reference_cnn as RC
 from helpers import assert_close, assert_params_equal, make_targets
@@ -396,6 +397,49 @@ def test_pool_gradient_ties_go_to_first_maximum():
     mask[::2, ::2] = True
     assert np.all(dX[0][:, ~mask, :] == 0)
     assert np.all(dX[0][:, mask, :] != 0)
+
+
+@pytest.mark.parametrize("emulate", [0, 7])
+def test_pool_propagates_nan_and_routes_its_gradient_to_the_first_nan(emulate):
+    # NaN is taken as a window's maximum (divergence stays visible), also in clipped windows.
+    # The native binding is called directly because the public API rejects NaN input.
+    def native(net, params, X):
+        theta = np.concatenate([a.reshape(1, -1) for a in params], axis=1)
+        Xf = np.ascontiguousarray(X.reshape(len(X), -1))
+        z = np.zeros((1, len(X), net.n_logits))
+        _native.net_forward(net.spec, theta, Xf, z, 1, emulate)
+        loss, grad, dX = np.zeros(1), np.zeros_like(theta), np.zeros((1,) + Xf.shape)
+        _native.net_loss_and_grad(net.spec, 0, theta, Xf, np.zeros_like(z[0]), loss, grad, dX, 1,
+                                  emulate)
+        return z[0, :, 0], dX[0].reshape(X.shape)
+
+    # forward: one window (one channel, one logit), full or clipped, with a NaN at each place
+    for H, W in [(2, 2), (1, 2), (2, 1), (1, 1)]:
+        net, params, _ = identity_head_net(H, W, 1)
+        X = np.repeat(images(1, (H, W, 1), seed=H + W), H * W + 1, axis=0)
+        for i in range(H * W):
+            X[i + 1].flat[i] = np.nan
+        z, _ = native(net, params, X)
+        np.testing.assert_array_equal(np.isnan(z), [False] + [True] * (H * W))
+        assert z[0] == X[0].max()
+    # backward: every logit gradient is NaN, and each window's goes to one element only: its
+    # first NaN (row-major in the window), else its first maximum
+    H, W, C = 5, 7, 3
+    net, params, (h, w) = identity_head_net(H, W, C)
+    X = images(2, (H, W, C), seed=9)
+    for p in [(0, 0, 1, 0), (0, 1, 1, 2), (0, 1, 0, 2), (1, 4, 6, 1), (1, 3, 0, 0), (1, 2, 3, 1)]:
+        X[p] = np.nan
+    _, dX = native(net, params, X)
+    for n in range(2):
+        for oh in range(h):
+            for ow in range(w):
+                for c in range(C):
+                    window = X[n, 2 * oh:2 * oh + 2, 2 * ow:2 * ow + 2, c].ravel()
+                    nans = np.flatnonzero(np.isnan(window))
+                    chosen = nans[0] if nans.size else int(np.argmax(window))
+                    d = dX[n, 2 * oh:2 * oh + 2, 2 * ow:2 * ow + 2, c].ravel()
+                    assert np.flatnonzero(d).tolist() == [chosen], (n, oh, ow, c, window, d)
+                    assert np.isnan(d[chosen])
 
 
 # ---- fused training ----------------------------------------------------------------------------
