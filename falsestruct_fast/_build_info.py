@@ -1,3 +1,3 @@
-source_hash = "e7cea903c35ce75367cf53adc729c2865bd8e36ccf6008381997ce5d93c352d1"
+source_hash = "4bfb9f366fef44061ab2644e308157a07e468dcef40977260a13325be0f777c1"
 cuda_built = True
 native_arch = True

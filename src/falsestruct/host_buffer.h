@@ -138,19 +138,22 @@ class ScratchCache {
   // Frees every kept buffer; returns the bytes freed.
   size_t clear() {
     std::lock_guard<std::mutex> lock(mu_);
-    size_t total = 0;
-    for (const auto& b : kept_) total += b.capacity();
+    const size_t freed = total_locked();
     kept_.clear();
-    return total;
+    return freed;
   }
   size_t kept_bytes() {
     std::lock_guard<std::mutex> lock(mu_);
+    return total_locked();
+  }
+
+ private:
+  size_t total_locked() const {
     size_t total = 0;
     for (const auto& b : kept_) total += b.capacity();
     return total;
   }
 
- private:
   std::mutex mu_;
   std::vector<HostBuffer> kept_;
 };
