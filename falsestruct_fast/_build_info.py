@@ -1,3 +1,3 @@
-source_hash = "4bfb9f366fef44061ab2644e308157a07e468dcef40977260a13325be0f777c1"
+source_hash = "d228cf260e2e2c1953c0928bb5fa8f4fbe63c5d87978e7bbefd8536010bcf5e0"
 cuda_built = True
 native_arch = True

@@ -23,6 +23,7 @@
 #if !defined(__CUDACC__)
 #include <algorithm>
 #include <atomic>
+#include <memory>
 #include <thread>
 #endif
 
@@ -193,13 +194,14 @@ struct HostBlock {
 // ---- CPU engine, several threads on one network ----------------------------------------------
 // Meeting point of a team of host threads between phases. It spins (phases are short), and
 // yields while spinning so an oversubscribed machine still progresses. It also holds the
-// team's chunk counter, which the last thread to arrive resets for the next phase.
+// team's chunk counters (one per thread's home range, HostTeamBlock::on_chunks), which the
+// last thread to arrive resets for the next phase.
 struct SpinBarrier {
-  explicit SpinBarrier(int n) : n_threads(n) {}
+  explicit SpinBarrier(int n) : n_threads(n), taken(new ChunkCounter[n]) {}
   void wait() {
     const int gen = generation.load(std::memory_order_acquire);
     if (arrived.fetch_add(1, std::memory_order_acq_rel) + 1 == n_threads) {
-      next_chunk.store(0, std::memory_order_relaxed);
+      for (int t = 0; t < n_threads; ++t) taken[t].value.store(0, std::memory_order_relaxed);
       arrived.store(0, std::memory_order_relaxed);
       generation.fetch_add(1, std::memory_order_acq_rel);
       return;
@@ -207,35 +209,46 @@ struct SpinBarrier {
     for (int spin = 0; generation.load(std::memory_order_acquire) == gen; ++spin)
       if (spin > 64) std::this_thread::yield();
   }
+  // Chunks taken so far from thread t's home range (a line each: every thread hammers its own).
+  struct alignas(64) ChunkCounter {
+    std::atomic<int> value{0};
+  };
   const int n_threads;
   std::atomic<int> arrived{0};
   std::atomic<int> generation{0};
-  std::atomic<int> next_chunk{0};  // next chunk of the current phase (HostTeamBlock)
+  std::unique_ptr<ChunkCounter[]> taken;
 };
 
-// Thread `tid` of a team. Each phase is cut into chunks of rows that the threads take from a
-// shared counter as they finish the previous one (cores of a shared machine run at different
-// speeds, so an even static split leaves one waiting), runs each like HostBlock, then waits
-// for the team. Chunks start only where HostBlock's own loops start a row (a segment sum's
-// tile boundaries), so every element is computed by the same code as with HostBlock and
-// results do not depend on the team size.
+// Thread `tid` of a team. Each phase is cut into chunks of rows; each thread has a home range
+// of them (thread t the t-th of n_threads contiguous ranges) and, when that is done, takes
+// what is left of the others' (cores of a shared machine run at different speeds, so an even
+// static split leaves one waiting). Home ranges keep a thread on the same images from phase
+// to phase, so it mostly reads what it wrote itself (in its own L2, not the other core's).
+// Each chunk runs like HostBlock, then the thread waits for the team. Chunks start only where
+// HostBlock's own loops start a row (a segment sum's tile boundaries), so every element is
+// computed by the same code as with HostBlock and results do not depend on the team size.
 struct HostTeamBlock {
   int tid, n_threads;
   SpinBarrier* barrier;
 
   // Chunks per thread and phase: enough that the last chunk to finish is short, few enough
-  // that taking one (an atomic add on a shared line) costs nothing next to it.
+  // that taking one (an atomic add) costs nothing next to it.
   static constexpr int kChunksPerThread = 32;
 
   // Runs fn(lo, count) on the chunks [split(i), split(i + 1)), i < n_chunks, this thread takes
   // (split nondecreasing), then waits for the team.
   template <class Split, class F>
   void on_chunks(int n_chunks, Split&& split, F&& fn) const {
-    std::atomic<int>& next = barrier->next_chunk;
-    for (int i = next.fetch_add(1, std::memory_order_relaxed); i < n_chunks;
-         i = next.fetch_add(1, std::memory_order_relaxed)) {
-      const int lo = split(i), hi = split(i + 1);
-      if (lo < hi) fn(lo, hi - lo);
+    for (int k = 0; k < n_threads; ++k) {
+      const int home = (tid + k) % n_threads;
+      const int first = (int)((int64_t)n_chunks * home / n_threads);
+      const int count = (int)((int64_t)n_chunks * (home + 1) / n_threads) - first;
+      std::atomic<int>& taken = barrier->taken[home].value;
+      for (int i = taken.fetch_add(1, std::memory_order_relaxed); i < count;
+           i = taken.fetch_add(1, std::memory_order_relaxed)) {
+        const int lo = split(first + i), hi = split(first + i + 1);
+        if (lo < hi) fn(lo, hi - lo);
+      }
     }
     barrier->wait();
   }
