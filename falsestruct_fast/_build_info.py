@@ -1,3 +1,3 @@
-source_hash = "d228cf260e2e2c1953c0928bb5fa8f4fbe63c5d87978e7bbefd8536010bcf5e0"
+source_hash = "03fb0794da1ed2071311e1b546f1843c2d984334ede36d7076e45c91696d88ae"
 cuda_built = True
 native_arch = True

@@ -192,6 +192,16 @@ struct HostBlock {
 
 #if !defined(__CUDACC__)
 // ---- CPU engine, several threads on one network ----------------------------------------------
+// Tells the core that this thread is spinning: a hyperthread sibling (or, in a virtual
+// machine, another virtual CPU) then gets the execution resources it would burn.
+FS_INLINE void spin_pause() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
 // Meeting point of a team of host threads between phases. It spins (phases are short), and
 // yields while spinning so an oversubscribed machine still progresses. It also holds the
 // team's chunk counters (one per thread's home range, HostTeamBlock::on_chunks), which the
@@ -206,8 +216,10 @@ struct SpinBarrier {
       generation.fetch_add(1, std::memory_order_acq_rel);
       return;
     }
-    for (int spin = 0; generation.load(std::memory_order_acquire) == gen; ++spin)
+    for (int spin = 0; generation.load(std::memory_order_acquire) == gen; ++spin) {
       if (spin > 64) std::this_thread::yield();
+      spin_pause();
+    }
   }
   // Chunks taken so far from thread t's home range (a line each: every thread hammers its own).
   struct alignas(64) ChunkCounter {
