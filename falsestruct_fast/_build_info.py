@@ -1,3 +1,3 @@
-source_hash = "03fb0794da1ed2071311e1b546f1843c2d984334ede36d7076e45c91696d88ae"
+source_hash = "e575cadb2a499e5ee3c11ba0dc1a0248cbede57f3c6ab0517cf41994c6e694eb"
 cuda_built = True
 native_arch = True

@@ -291,8 +291,10 @@ FS_HD void train_network(const Block& blk, const TrainArgs<T>& a, int net,
 
 // Rows evaluated at once by forward: at most kForwardTile, and at most what fits in about
 // kForwardScratch scalars of activations, so the workspace is bounded for any N and network.
+// Small enough that a tile's layer outputs are still in cache when the next layer reads them
+// (the paper's CNN: 18 images, 8 MiB in float32; tiles 4 times larger ran 7-15% slower).
 constexpr int kForwardTile = 512;
-constexpr int64_t kForwardScratch = int64_t(1) << 23;
+constexpr int64_t kForwardScratch = int64_t(1) << 21;
 FS_HD inline int forward_tile(const NetShape& s, int N) {
   const int64_t fit = kForwardScratch / NetWorkspace<float>::scalars_per_row(s);
   int tile = static_cast<int>(fit < kForwardTile ? fit : kForwardTile);
