@@ -13,7 +13,7 @@ The scaling table times falsestruct_fast's step on 1 and 2 threads in one proces
 beside 2S networks on 2 threads, the machine's own 2-core speed-up at the same moments (see
 measure_scaling): on a shared machine whose speed drifts, two measurements minutes apart would
 give a ratio of two different machines.
-Peers that are not installed show '-'. The whole default run takes about 3-4 minutes on 2 cores.
+Peers that are not installed show '-'. The whole default run takes about 5-6 minutes on 2 cores.
 """
 from __future__ import annotations
 
