@@ -1,3 +1,3 @@
-source_hash = "e575cadb2a499e5ee3c11ba0dc1a0248cbede57f3c6ab0517cf41994c6e694eb"
+source_hash = "ac09b8f20c48c792b5fc9ab46c282f6cc2cceeef7d353b6e7c004155212a2ba2"
 cuda_built = True
 native_arch = True

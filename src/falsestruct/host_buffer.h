@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <mutex>
 #include <new>
+#include <utility>
 #include <vector>
 #if defined(__unix__) || defined(__APPLE__)
 #include <sys/mman.h>
@@ -49,12 +50,10 @@ class HostBuffer {
   static constexpr size_t kHugePage = size_t(2) << 20;
 
   void swap(HostBuffer& o) noexcept {
-    void* d = data_;
-    void* b = base_;
-    size_t l = bytes_;
-    size_t c = capacity_;
-    data_ = o.data_, base_ = o.base_, bytes_ = o.bytes_, capacity_ = o.capacity_;
-    o.data_ = d, o.base_ = b, o.bytes_ = l, o.capacity_ = c;
+    std::swap(data_, o.data_);
+    std::swap(base_, o.base_);
+    std::swap(bytes_, o.bytes_);
+    std::swap(capacity_, o.capacity_);
   }
 #if defined(FS_HOST_BUFFER_MMAP)
   void allocate(size_t need) {
