@@ -13,12 +13,22 @@ from ..network import Network, predict
 from . import exp1, exp2
 
 
+PLOTS_EXTRA_HINT = 'plots need matplotlib: pip install "falsestruct_fast[plots]"'
+
+
+def require_matplotlib() -> None:
+    """Raise an ImportError naming the [plots] extra when matplotlib cannot be imported, so
+    that a command can refuse before it does any work."""
+    try:
+        import matplotlib.figure  # noqa: F401
+    except ImportError:
+        raise ImportError(PLOTS_EXTRA_HINT) from None
+
+
 def new_figure(width: float, height: float):
     """A matplotlib Figure (no pyplot), or an ImportError that names the [plots] extra."""
-    try:
-        from matplotlib.figure import Figure
-    except ImportError:  # pragma: no cover - depends on the environment
-        raise ImportError('plots need matplotlib: pip install "falsestruct_fast[plots]"') from None
+    require_matplotlib()
+    from matplotlib.figure import Figure
     return Figure(figsize=(width, height), layout="constrained")
 
 
@@ -27,7 +37,8 @@ def figure2(net: Network, params, titles: Sequence[str] | None = None, n: int = 
     """Figure 2: f_a(t) and the prediction round(sigmoid(Psi(x))) on C_0 (top row) and C_delta
     (bottom row), one column per network of `params` (S networks of an Experiment I MLP).
 
-    titles : one per network (default "net s"). The stable region S_eps is shaded.
+    titles : one per network (default "net s"). The stable region S_eps (where the structure
+    verdicts are taken) is shaded grey and named in the legend below the panels.
     """
     S = params.n_networks if hasattr(params, "n_networks") else len(params[0])
     titles = list(titles) if titles is not None else [f"net {s}" for s in range(S)]
@@ -37,15 +48,15 @@ def figure2(net: Network, params, titles: Sequence[str] | None = None, n: int = 
     Xd, _ = exp1.evaluation_set(n, delta, a, K, dtype=params[0].dtype)
     preds = {"C_0": predict(net, params, X0), "C_delta": predict(net, params, Xd)}
     t = X0[:, 0].astype(np.float64)
-    fig = new_figure(2.6 * S + 0.6, 4.6)
+    fig = new_figure(max(2.6 * S + 0.6, 3.6), 4.8)
     axes = fig.subplots(2, S, squeeze=False, sharex=True, sharey=True)
     for row, (set_name, pred) in enumerate(preds.items()):
         for s in range(S):
             ax = axes[row, s]
             for lo, hi in exp1.stable_intervals(a, K, eps):
-                ax.axvspan(lo, hi, color="0.92", lw=0)
-            ax.plot(t, labels, color="0.4", lw=1.0, label="f_a")
-            ax.plot(t, pred[s], color="C3", lw=1.0, ls="--", label="network")
+                band = ax.axvspan(lo, hi, color="0.92", lw=0)
+            truth, = ax.plot(t, labels, color="0.4", lw=1.0)
+            network, = ax.plot(t, pred[s], color="C3", lw=1.0, ls="--")
             ax.set_ylim(-0.15, 1.15)
             if row == 0:
                 ax.set_title(titles[s], fontsize=10)
@@ -53,13 +64,17 @@ def figure2(net: Network, params, titles: Sequence[str] | None = None, n: int = 
                 ax.set_ylabel(set_name)
             if row == 1:
                 ax.set_xlabel("x1")
-    axes[0, 0].legend(loc="center left", fontsize=8)
+    fig.legend([truth, network, band],
+               ["f_a (the true label)", "network: round(sigmoid(Psi(x)))",
+                f"grey: S_eps, x1 at least eps = {eps:g}\nfrom a jump of f_a (verdicts use these)"],
+               loc="outside lower center", ncols=3 if S >= 3 else 1, fontsize=8, frameon=False)
     return fig
 
 
 def figure3(net: Network, params, X, network: int = 0, horizontal_label: int = exp2.HORIZONTAL_LABEL,
             columns: int = 4):
-    """Figure 3: stripe images with network `network`'s label ("horizontal"/"vertical").
+    """Figure 3: stripe images with network `network`'s label ("horizontal"/"vertical"),
+    each framed so that one can see where an image ends.
 
     X : (N, 32, 32, 1) images, e.g. four from C~ and four from C^.
     """
@@ -70,10 +85,16 @@ def figure3(net: Network, params, X, network: int = 0, horizontal_label: int = e
     fig = new_figure(2.0 * columns, 2.2 * rows)
     axes = fig.subplots(rows, columns, squeeze=False)
     for i, ax in enumerate(axes.flat):
-        ax.set_axis_off()
-        if i < len(X):
-            ax.imshow(X[i, ..., 0], cmap="gray", vmin=-0.01, vmax=1.01)
-            ax.set_title(f"Phi(x{i + 1}) = {names[int(labels[i])]}", fontsize=9)
+        if i >= len(X):
+            ax.set_axis_off()
+            continue
+        ax.imshow(X[i, ..., 0], cmap="gray", vmin=-0.01, vmax=1.01)
+        ax.set_title(f"Phi(x{i + 1}) = {names[int(labels[i])]}", fontsize=9)
+        # A frame instead of axes: the images are mostly black or white up to their edges.
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for spine in ax.spines.values():
+            spine.set(visible=True, color="C0", lw=1.5)
     return fig
 
 
@@ -97,4 +118,4 @@ def radius_histogram(radii: Mapping[str, np.ndarray], bins: int = 40, xlabel: st
     return fig
 
 
-__all__ = ["figure2", "figure3", "radius_histogram"]
+__all__ = ["figure2", "figure3", "radius_histogram", "new_figure", "require_matplotlib"]
