@@ -32,6 +32,20 @@ def new_figure(width: float, height: float):
     return Figure(figsize=(width, height), layout="constrained")
 
 
+def log_count_axes(ax) -> None:
+    """After drawing histograms: a log x axis labelled in plain numbers at powers of ten, or
+    also at 2 and 5 times them when the data span less than two decades (matplotlib's own
+    minor labels overlap there), and whole-number counts on y."""
+    from matplotlib import ticker
+    ax.set_xscale("log")
+    lo, hi = ax.dataLim.intervalx
+    subs = (1.0, 2.0, 5.0) if hi < 100 * lo else (1.0,)
+    ax.xaxis.set_major_locator(ticker.LogLocator(subs=subs))
+    ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+    ax.yaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+
+
 def figure2(net: Network, params, titles: Sequence[str] | None = None, n: int = exp1.N_EVAL,
             delta: float = exp1.DELTA, a: int = exp1.A, K: int = exp1.K, eps: float = exp1.EPS):
     """Figure 2: f_a(t) and the prediction round(sigmoid(Psi(x))) on C_0 (top row) and C_delta
@@ -111,11 +125,12 @@ def radius_histogram(radii: Mapping[str, np.ndarray], bins: int = 40, xlabel: st
             missing = np.size(v) - fin.size
             label = f"{name} ({missing} not flipped)" if missing else name
             ax.hist(fin, bins=edges, histtype="step", lw=1.4, label=label)
-        ax.set_xscale("log")
+        log_count_axes(ax)
         ax.legend(fontsize=8)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("points")
     return fig
 
 
-__all__ = ["figure2", "figure3", "radius_histogram", "new_figure", "require_matplotlib"]
+__all__ = ["figure2", "figure3", "radius_histogram", "new_figure", "require_matplotlib",
+           "log_count_axes"]
