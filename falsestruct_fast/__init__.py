@@ -22,11 +22,29 @@ from .weights import from_keras, from_torch, save_npz, to_keras, weight_names
 
 __version__ = "0.1.0"
 
+
+def get_cmake_dir() -> str:
+    """Directory of the installed CMake package of the C++ core (falsestructConfig.cmake).
+
+    ``cmake -Dfalsestruct_DIR=<this>`` lets ``find_package(falsestruct CONFIG REQUIRED)``
+    find the INTERFACE target ``falsestruct::core`` (the headers of ``src/falsestruct``).
+    Raises FileNotFoundError when the package is not installed with ``pip install .``
+    (e.g. imported from a source checkout), where no package config exists.
+    """
+    import os
+
+    cmake_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "share", "cmake", "falsestruct")
+    if not os.path.isfile(os.path.join(cmake_dir, "falsestructConfig.cmake")):
+        raise FileNotFoundError(
+            f"falsestruct_fast.get_cmake_dir: no CMake package config in {cmake_dir}; it is "
+            "installed by `pip install .` (a source checkout does not have one)")
+    return cmake_dir
+
 from . import experiments, study  # noqa: E402  (they use the names above)
 
 __all__ = [
     "MLP", "CNN", "Conv2D", "MaxPool2D", "Flatten", "Dense", "paper_cnn", "Network", "Params", "init", "forward", "predict", "loss_and_grad", "train", "TrainResult",
     "Adam", "AdamState", "to_keras", "from_keras", "save_npz", "from_torch", "weight_names",
     "input_grad", "deepfool", "random_attack", "fast_gradient_attack", "AttackResult", "AttackStatus",
-    "stability", "StabilitySummary", "build_info", "scratch_bytes", "release_scratch", "__version__", "experiments", "study",
+    "stability", "StabilitySummary", "build_info", "get_cmake_dir", "scratch_bytes", "release_scratch", "__version__", "experiments", "study",
 ]
