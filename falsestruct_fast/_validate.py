@@ -10,9 +10,14 @@ import operator
 import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+# Worker threads any call accepts: more than the machine could ever use, fewer than would make
+# the per-thread workspaces alone exhaust memory (a typo like threads=5*10**7 is refused).
+MAX_THREADS = 1024
 
 
 def float_dtype(dtype, name: str = "dtype") -> np.dtype:
+    if dtype is None:  # np.dtype(None) is float64: a missing dtype must not pass silently
+        raise TypeError(f"{name}: must be float32 or float64, got None")
     try:
         dt = np.dtype(dtype)
     except TypeError as exc:
@@ -36,6 +41,27 @@ def integer(value, name: str, minimum: int | None = None, maximum: int | None = 
     if maximum is not None and value > maximum:
         raise ValueError(f"{name}: must be <= {maximum}, got {value}")
     return value
+
+
+def real(value, name: str, minimum: float | None = None, maximum: float | None = None) -> float:
+    """A finite real number (bool, complex and strings refused) in [minimum, maximum]."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: must be a real number, got {type(value).__name__} {value!r}")
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"{name}: must be finite, got {value}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name}: must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name}: must be <= {maximum}, got {value}")
+    return value
+
+
+def threads(value, name: str = "threads") -> int:
+    """CPU threads for the native engine: None (0 to the engine: all cores) or 1..MAX_THREADS."""
+    if value is None:
+        return 0
+    return integer(value, name, minimum=1, maximum=MAX_THREADS)
 
 
 def option(value, name: str, allowed) -> str:

@@ -6,6 +6,7 @@ directly (see :mod:`falsestruct_fast.weights`).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -71,6 +72,9 @@ class CNN(Network):
         Dense layer without activation (the logits).
     loss : {"sigmoid", "softmax"}, optional
         Default: sigmoid cross-entropy for one logit, softmax for several.
+
+    Networks the native engine cannot hold (over 2**31 - 1 parameters, a layer over 2**28
+    values per image, over 2**30 in all) are refused with a ValueError naming the limit.
     """
 
     def __init__(self, input_shape: Sequence[int], layers: Sequence, loss: str | None = None):
@@ -117,6 +121,7 @@ class CNN(Network):
         self.loss = V.option(loss, "loss", LOSSES)
         if self.loss == "softmax" and layers[-1].units < 2:
             raise ValueError("loss: 'softmax' needs at least 2 output logits")
+        self._check_size("layers")
 
     @property
     def n_logits(self) -> int:
@@ -150,6 +155,13 @@ class CNN(Network):
                 h, w, c = 1, 1, layer.units
             shapes.append((c,) if isinstance(layer, (Flatten, Dense)) else (h, w, c))
         return shapes
+
+    def activation_widths(self) -> list[int]:
+        widths = [self.n_inputs]
+        for layer, shape in zip(self.layers, self.layer_shapes()):
+            if not isinstance(layer, Flatten):  # Flatten is free: it keeps the values in place
+                widths.append(math.prod(shape))
+        return widths
 
     def param_shapes(self) -> list[tuple[int, ...]]:
         """One network's arrays in Keras order: conv (k, k, c_in, c_out), (c_out,); dense (in, out), (out,)."""

@@ -80,10 +80,11 @@ def worker_threads(threads: int | None, n_networks: int) -> int:
 
 
 def _train_bytes(net, S: int, N: int, batch_size: int, itemsize: int, threads: int | None,
-                 data_bytes: int, n_records: int) -> int:
+                 data_bytes: int, n_records: int, param_arrays: int = 4) -> int:
+    """Bytes of a training call; `param_arrays` (S, P) arrays (4: the caller's params, the
+    trained copy, Adam's m and v; train() itself counts only those it has yet to allocate)."""
     P = net.n_params
-    # The (S, P) arrays: the caller's params, the trained copy, Adam's m and v.
-    params = 4 * S * P * itemsize
+    params = param_arrays * S * P * itemsize
     history = 2 * S * n_records * 8
     # NetWorkspace per worker: batch rows x scalars_per_row, plus the network's own theta, m,
     # v, gradient and a transposed kernel (each at most P), plus row indices and permutations.
@@ -129,13 +130,31 @@ def estimate_eval_bytes(net, n_networks: int, n_rows: int, out_scalars_per_row: 
     return S * N * out_scalars_per_row * itemsize + worker_threads(threads, S * N) * per_thread
 
 
+def estimate_loss_grad_bytes(net, n_networks: int, n_rows: int, chunk_rows: int, dtype,
+                             wrt_input: bool = False, threads: int | None = None) -> int:
+    """Bytes :func:`~falsestruct_fast.loss_and_grad` allocates: the (S, P) gradient (and its
+    float64 sum when the rows are chunked), dX when `wrt_input`, and each worker thread's
+    workspace for `chunk_rows` rows."""
+    S, N, B = int(n_networks), int(n_rows), int(chunk_rows)
+    itemsize = np.dtype(dtype).itemsize
+    P = net.n_params
+    grads = S * P * (itemsize + (8 if B < N else 0))
+    d_x = S * N * net.n_inputs * itemsize if wrt_input else 0
+    per_thread = (_native.workspace_scalars_per_row(net.spec) * B + 5 * P) * itemsize
+    return grads + d_x + worker_threads(threads, S) * per_thread
+
+
 def check_fits(needed: int, what: str, hint: str) -> None:
-    """Raises MemoryError when `needed` bytes exceed :func:`available_bytes`."""
+    """Raises MemoryError ("{what} need about ..., but only ... is available; {hint}") when
+    `needed` bytes exceed :func:`available_bytes`."""
     have = available_bytes()
     if needed > have:
-        raise MemoryError(f"{what}: needs about {_gb(needed)} but only {_gb(have)} of memory is "
+        raise MemoryError(f"{what} need about {_gb(needed)}, but only {_gb(have)} of memory is "
                           f"available; {hint}")
 
 
 def _gb(n: int) -> str:
-    return f"{n / 1e9:.3g} GB" if n >= 1e8 else f"{n / 1e6:.3g} MB"
+    for unit, size in (("PB", 1e15), ("TB", 1e12), ("GB", 1e9)):
+        if n >= 0.1 * size:
+            return f"{n / size:.3g} {unit}"
+    return f"{n / 1e6:.3g} MB"

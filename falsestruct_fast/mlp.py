@@ -14,7 +14,9 @@ class MLP(Network):
     ----------
     widths : sequence of int
         Layer widths from input to output, e.g. ``[2, 104, 1]`` (the Experiment I network:
-        2 inputs, 104 ReLU units, one logit). 2 to 17 entries, all positive.
+        2 inputs, 104 ReLU units, one logit). 2 to 17 entries, all positive; networks the
+        native engine cannot hold (over 2**31 - 1 parameters, a layer over 2**28 units) are
+        refused with a ValueError.
     loss : {"sigmoid", "softmax"}, optional
         Training loss. Default: mean sigmoid cross-entropy for one logit, softmax
         cross-entropy (labels are class indices) for several.
@@ -35,6 +37,7 @@ class MLP(Network):
         self.loss = V.option(loss, "loss", LOSSES)
         if self.loss == "softmax" and widths[-1] < 2:
             raise ValueError("loss: 'softmax' needs at least 2 output logits")
+        self._check_size("widths")
 
     @property
     def input_shape(self) -> tuple[int]:
@@ -43,6 +46,9 @@ class MLP(Network):
     @property
     def n_logits(self) -> int:
         return self.widths[-1]
+
+    def activation_widths(self) -> list[int]:
+        return list(self.widths)
 
     @property
     def n_layers(self) -> int:

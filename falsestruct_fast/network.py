@@ -5,11 +5,13 @@ Parameters of S networks are kept as a :class:`Params` list in Keras ``get_weigh
 """
 from __future__ import annotations
 
+import math
 from typing import Iterable
 
 import numpy as np
 
 from . import _validate as V
+from . import memory
 from ._native_loader import _native
 
 LOSSES = ("sigmoid", "softmax")
@@ -17,6 +19,17 @@ _LOSS_KIND = {"sigmoid": 0, "softmax": 1}
 _MAX_LAYERS = 16
 # Layer kinds of the native spec (src/falsestruct/net_shape.h): per layer [kind, units, k, relu].
 DENSE, CONV2D, MAXPOOL2 = 0, 1, 2
+
+# Sizes the native kernels can hold: they count rows, networks, parameters and per-sample
+# workspace in 32 bits, and src/falsestruct/net_shape.h bounds layer widths. Larger inputs
+# and networks are refused here, before any work, rather than overflowing there.
+INT32_MAX = 2**31 - 1
+MAX_ROWS = INT32_MAX             # data rows per call
+MAX_NETWORKS = INT32_MAX         # networks (seeds) per call
+MAX_PARAMS = INT32_MAX           # parameters of one network
+MAX_LAYER_WIDTH = 2**28          # values per sample of one layer's input or output
+MAX_ROW_ACTIVATIONS = 2**30      # values per sample of all layers together
+MAX_ROW_SCALARS = INT32_MAX      # workspace scalars per sample (activations, gradients, padding)
 
 
 class Network:
@@ -34,12 +47,39 @@ class Network:
     @property
     def n_inputs(self) -> int:
         """Values per input sample (product of ``input_shape``)."""
-        return int(np.prod(self.input_shape))
+        return math.prod(self.input_shape)
 
     @property
     def n_params(self) -> int:
-        """Parameters of one network."""
-        return int(_native.n_params(self.spec))
+        """Parameters of one network (exact, from ``param_shapes()``)."""
+        return sum(math.prod(shape) for shape in self.param_shapes())
+
+    def activation_widths(self) -> list[int]:
+        """Values per sample of the input and of each layer's output (Flatten excluded)."""
+        raise NotImplementedError
+
+    def _check_size(self, name: str) -> None:
+        """Refuses (ValueError naming `name` and the limit) a network the kernels cannot hold."""
+        P = self.n_params
+        if P > MAX_PARAMS:
+            raise ValueError(f"{name}: the network has {P} parameters; the native engine holds at "
+                             f"most {MAX_PARAMS} (2**31 - 1) per network")
+        widths = self.activation_widths()
+        if max(widths) > MAX_LAYER_WIDTH:
+            raise ValueError(f"{name}: a layer has {max(widths)} values per sample; the native "
+                             f"engine holds at most {MAX_LAYER_WIDTH} (2**28) per layer")
+        if sum(widths) > MAX_ROW_ACTIVATIONS:
+            raise ValueError(f"{name}: the layers have {sum(widths)} values per sample in all; the "
+                             f"native engine holds at most {MAX_ROW_ACTIVATIONS} (2**30)")
+        # Only now is the spec small enough for the native shape code to size it.
+        try:
+            row = _native.workspace_scalars_per_row(self.spec)
+        except ValueError as exc:  # a limit only the native shape code checks (conv padding)
+            raise ValueError(f"{name}: {exc}") from None
+        if row > MAX_ROW_SCALARS:
+            raise ValueError(f"{name}: one sample needs {row} workspace scalars (activations, "
+                             f"gradients, padded conv inputs); the native engine holds at most "
+                             f"{MAX_ROW_SCALARS} (2**31 - 1)")
 
     @property
     def n_logits(self) -> int:
@@ -95,18 +135,54 @@ def finite_networks(params) -> np.ndarray:
     return ok
 
 
+def n_seeds(seeds) -> int | None:
+    """Number of networks `seeds` (an int, or a sized iterable of ints) stands for, without
+    materialising it (``range(10**10)`` is 10**10); ValueError beyond MAX_NETWORKS."""
+    if isinstance(seeds, (bool, np.bool_)):
+        raise TypeError(f"seeds: must be an integer or an iterable of integers, got bool {seeds!r}")
+    if isinstance(seeds, (int, np.integer)):
+        return 1
+    try:
+        S = len(seeds)
+    except TypeError:
+        return None  # an iterator: counted once materialised
+    if S > MAX_NETWORKS:
+        raise ValueError(f"seeds: {S} seeds; at most {MAX_NETWORKS} (2**31 - 1) networks per call")
+    return S
+
+
 def _seed_array(seeds) -> np.ndarray:
+    """(S,) uint64 seeds from an int, a range, an integer array or an iterable of ints.
+    Non-integers (1.5, '3', True) are a TypeError: a seed is never rounded."""
+    n_seeds(seeds)
     if isinstance(seeds, (int, np.integer)):
         seeds = [seeds]
-    try:
-        values = [int(s) for s in seeds]
-    except (TypeError, ValueError):
-        raise TypeError(f"seeds: must be an integer or an iterable of integers, got {seeds!r}") from None
-    if not values:
+    if isinstance(seeds, range):
+        if len(seeds) and (min(seeds) < 0 or max(seeds) >= 2**64):
+            raise ValueError("seeds: must be in [0, 2**64)")
+        values = np.arange(seeds.start, seeds.stop, seeds.step, dtype=np.uint64) if len(seeds) else []
+    elif isinstance(seeds, np.ndarray):
+        if seeds.dtype.kind not in "iu" or seeds.ndim != 1:
+            raise TypeError(f"seeds: must be a 1-D integer array, got dtype {seeds.dtype} shape {seeds.shape}")
+        if seeds.size and seeds.dtype.kind == "i" and seeds.min() < 0:
+            raise ValueError("seeds: must be in [0, 2**64)")
+        values = seeds
+    else:
+        try:
+            items = list(seeds)
+        except TypeError:
+            raise TypeError(f"seeds: must be an integer or an iterable of integers, got {seeds!r}") from None
+        values = []
+        for i, s in enumerate(items):
+            if isinstance(s, (bool, np.bool_)) or not isinstance(s, (int, np.integer)):
+                raise TypeError(f"seeds: must be integers, got {type(s).__name__} {s!r} at position {i}")
+            values.append(int(s))
+        if values and (min(values) < 0 or max(values) >= 2**64):
+            raise ValueError("seeds: must be in [0, 2**64)")
+        n_seeds(values)
+    if len(values) == 0:
         raise ValueError("seeds: at least one seed is needed")
-    if min(values) < 0 or max(values) >= 2**64:
-        raise ValueError("seeds: must be in [0, 2**64)")
-    return np.array(values, dtype=np.uint64)
+    return np.asarray(values, dtype=np.uint64)
 
 
 def unflatten(net: Network, flat: np.ndarray, seeds=None) -> Params:
@@ -125,8 +201,9 @@ def check_net(net) -> None:
         raise TypeError(f"net: expected falsestruct_fast.MLP or CNN, got {type(net).__name__}")
 
 
-def flatten(net: Network, params, name: str = "params") -> np.ndarray:
-    """Checks `params` against `net` and returns a new C-contiguous (S, P) array."""
+def flatten(net: Network, params, name: str = "params", check_finite: bool = True) -> np.ndarray:
+    """Checks `params` against `net` and returns a new C-contiguous (S, P) array (NaN/inf
+    weights are an error unless check_finite is False)."""
     check_net(net)
     if not isinstance(params, (list, tuple)):
         raise TypeError(f"{name}: expected a list of arrays (kernel, bias per layer), got {type(params).__name__}")
@@ -152,7 +229,8 @@ def flatten(net: Network, params, name: str = "params") -> np.ndarray:
             raise TypeError(f"{name}[{i}]: dtype {a.dtype} differs from {name}[0]'s {dtype}")
         if a.shape != (S,) + shape:
             raise ValueError(f"{name}[{i}]: expected shape {(S,) + shape}, got {a.shape}")
-        V.finite(a, f"{name}[{i}]")
+        if check_finite:
+            V.finite(a, f"{name}[{i}]")
     return np.concatenate([a.reshape(S, -1) for a in params], axis=1)
 
 
@@ -167,7 +245,7 @@ def init(net: Network, seeds=0, dtype="float32", threads: int | None = None) -> 
         from a counter-based generator as a function of (s, l, e) alone, so a seed gives the
         same network alone or among others, for both dtypes (float32 = rounded float64).
     dtype : "float32" or "float64"
-    threads : int, optional
+    threads : int in [1, 1024], optional
         CPU threads (default: all cores).
 
     Returns
@@ -178,16 +256,20 @@ def init(net: Network, seeds=0, dtype="float32", threads: int | None = None) -> 
     """
     check_net(net)
     dt = V.float_dtype(dtype)
+    n_threads = _threads(threads)
+    S = n_seeds(seeds)
+    if S is not None:  # before materialising the seeds: range(10**10) is refused here
+        memory.check_fits(S * (net.n_params * dt.itemsize + 8),
+                          f"seeds: {S} networks of {net.n_params} parameters ({dt})",
+                          "initialise fewer seeds per call")
     seed_arr = _seed_array(seeds)
     flat = np.empty((len(seed_arr), net.n_params), dtype=dt)
-    _native.net_init(net.spec, seed_arr, flat, _threads(threads))
+    _native.net_init(net.spec, seed_arr, flat, n_threads)
     return unflatten(net, flat, seed_arr)
 
 
 def _threads(threads) -> int:
-    if threads is None:
-        return 0
-    return V.integer(threads, "threads", minimum=1)
+    return V.threads(threads)
 
 
 def data_arrays(net: Network, S: int, dtype: np.dtype, X, y=None, check_finite: bool = True):
@@ -199,7 +281,8 @@ def data_arrays(net: Network, S: int, dtype: np.dtype, X, y=None, check_finite: 
     Returns X flattened per sample, (N, D) or (S, N, D), and Y as (N, t) or (S, N, t), in `dtype`.
     NaN/inf in X is an error unless check_finite is False (attacks report such points).
     """
-    X = V.float_array(X, "X", dtype, check_finite)
+    # Shape checks first: the finite check below reads every value.
+    X = V.float_array(X, "X", dtype, check_finite=False)
     shape = tuple(net.input_shape)
     k = len(shape)
     if X.ndim not in (k + 1, k + 2) or tuple(X.shape[X.ndim - k:]) != shape:
@@ -208,9 +291,14 @@ def data_arrays(net: Network, S: int, dtype: np.dtype, X, y=None, check_finite: 
     if X.ndim == k + 2 and X.shape[0] != S:
         raise ValueError(f"X: leading axis {X.shape[0]} differs from the number of networks S = {S}")
     N = X.shape[X.ndim - k - 1]
+    if N > MAX_ROWS:
+        raise ValueError(f"X: {N} rows; the native engine takes at most {MAX_ROWS} (2**31 - 1) "
+                         f"rows per call: split X")
     X = X.reshape(X.shape[:X.ndim - k] + (net.n_inputs,))
     if N == 0:
         raise ValueError("X: no data rows (N = 0)")
+    if check_finite:
+        V.finite(X, "X")
     if y is None:
         return X, None
     y = np.asarray(y)
@@ -266,6 +354,7 @@ def forward(net: Network, params, X, threads: int | None = None) -> np.ndarray:
 def logits_of_rows(net: Network, flat: np.ndarray, X: np.ndarray, threads=None) -> np.ndarray:
     """forward() on already validated arrays: flat (S, P), X (N, D) or (S, N, D) flattened rows
     of the same dtype (NaN/inf allowed: they propagate to the logits)."""
+    _check_eval_memory(net, flat, X.shape[-2], net.n_logits, threads, "forward")
     out = np.empty((flat.shape[0], X.shape[-2], net.n_logits), dtype=flat.dtype)
     _native.net_forward(net.spec, flat, X, out, _threads(threads))
     return out
@@ -302,12 +391,23 @@ def input_grad(net: Network, params, X, logit: int | None = None, threads: int |
         logit = V.integer(logit, "logit", 0, K - 1)
     Xf, _ = data_arrays(net, S, flat.dtype, X)
     N = Xf.shape[-2]
+    _check_eval_memory(net, flat, N, K * net.n_inputs, threads, "input_grad")
     out = np.empty((S, N, K, net.n_inputs), dtype=flat.dtype)
     _native.net_logit_input_grads(net.spec, flat, Xf, out, _threads(threads))
     out = out.reshape((S, N, K) + tuple(net.input_shape))
     if logit is not None:
         return np.ascontiguousarray(out[:, :, logit])
     return out[:, :, 0] if K == 1 else out
+
+
+def _check_eval_memory(net: Network, flat: np.ndarray, N: int, out_per_row: int, threads,
+                       what: str) -> None:
+    """MemoryError before a forward-type call whose outputs (`out_per_row` values per network
+    and row) and row tiles would not fit in the available memory."""
+    S = flat.shape[0]
+    need = memory.estimate_eval_bytes(net, S, N, out_per_row, flat.dtype, _threads(threads) or None)
+    memory.check_fits(need, f"{what}: outputs for {S} networks x {N} rows",
+                      "pass fewer rows or networks per call")
 
 
 def _row_scalars(net: Network) -> int:
@@ -325,6 +425,12 @@ LOSS_GRAD_CHUNK_SCALARS = 1 << 23
 def default_chunk_rows(net: Network) -> int:
     """Rows per native call of :func:`loss_and_grad` when no ``chunk_size`` is given."""
     return max(1, LOSS_GRAD_CHUNK_SCALARS // _row_scalars(net))
+
+
+def max_batch_rows(net: Network) -> int:
+    """Most rows one native loss/gradient pass (a training batch, a loss_and_grad chunk) takes:
+    the kernels index rows x workspace scalars per row in 32 bits."""
+    return max(1, MAX_ROW_SCALARS // _row_scalars(net))
 
 
 def loss_and_grad(net: Network, params, X, y, *, wrt_input: bool = False, threads: int | None = None,
@@ -357,14 +463,18 @@ def loss_and_grad(net: Network, params, X, y, *, wrt_input: bool = False, thread
     grads : Params, same shapes as `params`
     dX : ndarray (S, N, *input_shape), only with ``wrt_input=True``
     """
+    check_net(net)
     if chunk_size is not None:
-        chunk_size = V.integer(chunk_size, "chunk_size", minimum=1)
+        chunk_size = V.integer(chunk_size, "chunk_size", minimum=1, maximum=max_batch_rows(net))
     flat = flatten(net, params)
     S = flat.shape[0]
     X, Y = data_arrays(net, S, flat.dtype, X, y)
     N = X.shape[-2]
     n_threads = _threads(threads)
     chunk = default_chunk_rows(net) if chunk_size is None else chunk_size
+    memory.check_fits(memory.estimate_loss_grad_bytes(net, S, N, min(N, chunk), flat.dtype,
+                                                      wrt_input, n_threads or None),
+                      f"loss_and_grad: {S} networks x {N} rows", "pass fewer networks per call")
     dX = np.empty((S, N, net.n_inputs), dtype=flat.dtype) if wrt_input else None
     if N <= chunk:
         loss = np.empty(S, dtype=flat.dtype)

@@ -7,14 +7,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _validate as V
+from . import memory
 from ._native_loader import _cuda, _native
-from .network import _LOSS_KIND, Network, Params, _seed_array, _threads, data_arrays, flatten, unflatten
+from .network import (_LOSS_KIND, Network, Params, _seed_array, _threads, check_net, data_arrays, flatten,
+                      max_batch_rows, unflatten)
 from .optim import Adam, AdamState
 from .progress import progress_callback
 
 SHUFFLE_MODES = {"none": 0, "samples": 1, "batches": 2}
 ENGINES = ("native", "cuda")
 _INT32_MAX = 2**31 - 1  # the native engine counts epochs, batches and rows in 32 bits
+# Longest interval between progress reports: the engine also checks for Ctrl-C at each report.
+MAX_PROGRESS_SECONDS = 3600.0
 
 
 @dataclass
@@ -88,7 +92,9 @@ def train(
     X : array (N, d) shared by all networks, or (S, N, d) per network; the params' dtype.
     y : targets (N,), (N, K) or with leading S (see :func:`falsestruct_fast.network.data_arrays`).
     epochs : int >= 0
-    batch_size : int in [1, N]
+    batch_size : int in [1, N], and at most :func:`~falsestruct_fast.network.max_batch_rows`
+        (rows x workspace scalars per row must fit in 32 bits; about 10**6 images of the
+        paper's CNN).
     optimizer : Adam, default ``Adam()`` (TF1 defaults).
     shuffle : {"samples", "batches", "none"}
         "samples": a new random permutation of the samples every epoch; "batches": fixed
@@ -102,29 +108,45 @@ def train(
         records in all). Recorded epochs cost a little more (the loss value is computed).
     opt_state : AdamState, optional
         Continue a previous run (moments and step count); epochs then continue its count.
-    threads : int, optional
+    threads : int in [1, 1024], optional
         CPU threads over networks (default: all cores). Results are bitwise identical for
         any thread count.
     progress : bool or callable
         True: a progress line on stderr for runs longer than `progress_seconds`; a callable
         is called as ``progress(done, total)`` in network-epochs; False: silent.
+    progress_seconds : float in (0, 3600]
+        Seconds between progress reports.
     engine : {"native", "cuda"}
 
     Returns
     -------
     TrainResult
+
+    Raises
+    ------
+    MemoryError
+        Before any training, when the Adam moments, histories and per-thread workspaces
+        (see :func:`falsestruct_fast.memory.estimate_train_bytes`) exceed the available memory.
     """
     if optimizer is None:
         optimizer = Adam()
     if not isinstance(optimizer, Adam):
         raise TypeError(f"optimizer: expected falsestruct_fast.Adam, got {type(optimizer).__name__}")
+    check_net(net)
+    epochs = V.integer(epochs, "epochs", minimum=0, maximum=_INT32_MAX)
+    batch_size = V.integer(batch_size, "batch_size", minimum=1, maximum=_INT32_MAX)
+    if batch_size > max_batch_rows(net):
+        raise ValueError(f"batch_size: {batch_size} rows of this network exceed the native engine's "
+                         f"32-bit workspace; at most {max_batch_rows(net)}")
+    n_threads = _threads(threads)
+    progress_seconds = V.real(progress_seconds, "progress_seconds", maximum=MAX_PROGRESS_SECONDS)
+    if progress_seconds <= 0:
+        raise ValueError(f"progress_seconds: must be > 0, got {progress_seconds}")
     flat = flatten(net, params)
     S, P = flat.shape
     dtype = flat.dtype
     X, Y = data_arrays(net, S, dtype, X, y)
     N = X.shape[-2]
-    epochs = V.integer(epochs, "epochs", minimum=0, maximum=_INT32_MAX)
-    batch_size = V.integer(batch_size, "batch_size", minimum=1, maximum=_INT32_MAX)
     if batch_size > N:
         raise ValueError(f"batch_size: {batch_size} is larger than the number of samples N = {N}")
     V.option(shuffle, "shuffle", SHUFFLE_MODES)
@@ -132,15 +154,21 @@ def train(
     if record_every is None:
         record_every = max(1, epochs // 100)
     record_every = V.integer(record_every, "record_every", minimum=1, maximum=_INT32_MAX)
-    n_threads = _threads(threads)
-    if not isinstance(progress_seconds, (int, float)) or progress_seconds <= 0:
-        raise ValueError(f"progress_seconds: must be a positive number, got {progress_seconds!r}")
 
     if seeds is None:
         seeds = getattr(params, "seeds", None)
     seed_arr = np.arange(S, dtype=np.uint64) if seeds is None else _seed_array(seeds)
     if len(seed_arr) != S:
         raise ValueError(f"seeds: {len(seed_arr)} seeds for S = {S} networks")
+
+    n_batches = N // batch_size
+    n_records = 0 if epochs == 0 else -(-epochs // record_every)
+    # params and data are already in memory (flat is the copy being trained); still to come:
+    # Adam's moments, the histories and the workers' workspaces.
+    memory.check_fits(memory._train_bytes(net, S, N, batch_size, dtype.itemsize, n_threads or None,
+                                          0, n_records, param_arrays=2),
+                      f"train: {S} networks of {P} parameters ({dtype})",
+                      "train fewer networks per call")
 
     if opt_state is None:
         state = AdamState.zeros(S, P, dtype)
@@ -155,8 +183,6 @@ def train(
                 raise ValueError(f"opt_state.{name}: expected shape {(S, P)}, got {arr.shape}")
         state = AdamState(opt_state.m.copy(), opt_state.v.copy(), V.integer(opt_state.step, "opt_state.step", minimum=0))
 
-    n_batches = N // batch_size
-    n_records = 0 if epochs == 0 else -(-epochs // record_every)
     loss_hist = np.full((S, n_records), np.nan)
     acc_hist = np.full((S, n_records), np.nan)
     callback = progress_callback(progress, "train", "net-epochs")

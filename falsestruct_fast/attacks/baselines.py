@@ -69,7 +69,8 @@ def smallest_flipping_scale(net: Network, params, X, directions: np.ndarray, *, 
         newly = todo & flipped
         found |= newly
         lo = np.where(todo & ~flipped, hi, lo)
-        hi = np.where(todo & ~flipped, 2 * hi, hi)
+        with np.errstate(over="ignore"):  # a scale doubling past the float range: inf, no flip
+            hi = np.where(todo & ~flipped, 2 * hi, hi)
     # Bisection on [lo, hi]: hi always flips, lo never does (or is 0; then hi halves until a
     # scale that does not flip is found, at most ~1100 times down to underflow, capped here).
     for _ in range(200):

@@ -5,10 +5,13 @@ import numpy as np
 
 from .. import _validate as V
 from .._native_loader import _native
-from ..network import Network, _threads, data_arrays, flatten
+from ..network import Network, _check_eval_memory, _threads, data_arrays, flatten
 from ..progress import progress_callback
 from .result import AttackResult
 
+# The documented range of DeepFool's overshoot eta: the returned step is (1 + eta) r~, so
+# eta = 1 already doubles it (the paper and Foolbox use 0.02).
+MAX_OVERSHOOT = 1.0
 NORMS = {2: False, "2": False, "l2": False, np.inf: True, "inf": True, "linf": True}
 VARIANTS = ("slides", "foolbox")
 
@@ -54,7 +57,7 @@ def deepfool(net: Network, params, X, overshoot: float = 0.02, max_iter: int = 5
     params : Params (S networks), float32 or float64
     X : array (N, *input_shape) shared by all networks, or (S, N, *input_shape); the params'
         dtype. Points with NaN/inf get status NON_FINITE (no exception).
-    overshoot : float >= 0
+    overshoot : float in [0, 1]
         eta; the returned perturbation is (1 + eta) r~.
     max_iter : int >= 1
         Steps per point before giving up (status MAX_ITER).
@@ -70,7 +73,7 @@ def deepfool(net: Network, params, X, overshoot: float = 0.02, max_iter: int = 5
         at x + (1 + eta) r~, adds 1e-4 to each step's distance and 1e-8 to gradient norms. An
         absolute 1e-4 is not small where radii are ~1e-4 (Experiment I), so the default is the
         slides' form.
-    threads : int, optional
+    threads : int in [1, 1024], optional
         Threads over networks and tiles of points (default: all cores).
     progress : bool or callable
         True: a progress line on stderr for long runs; a callable gets ``(points_done, total)``.
@@ -83,10 +86,7 @@ def deepfool(net: Network, params, X, overshoot: float = 0.02, max_iter: int = 5
     """
     flat = flatten(net, params)
     S, K = flat.shape[0], net.n_logits
-    if isinstance(overshoot, bool) or not isinstance(overshoot, (int, float, np.floating)):
-        raise TypeError(f"overshoot: expected a number, got {overshoot!r}")
-    if not (np.isfinite(overshoot) and overshoot >= 0):
-        raise ValueError(f"overshoot: must be a finite number >= 0, got {overshoot}")
+    overshoot = V.real(overshoot, "overshoot", minimum=0.0, maximum=MAX_OVERSHOOT)
     max_iter = V.integer(max_iter, "max_iter", 1)
     norm_ord = norm_order(norm)
     V.option(variant, "variant", VARIANTS)
@@ -97,6 +97,7 @@ def deepfool(net: Network, params, X, overshoot: float = 0.02, max_iter: int = 5
     else:
         candidates = K - 1 if candidates is None else V.integer(candidates, "candidates", 1, K - 1)
     lo_hi = box(clip)
+    n_threads = _threads(threads)
     Xf, _ = data_arrays(net, S, flat.dtype, X, check_finite=False)
     N = Xf.shape[-2]
     if lo_hi is not None:
@@ -105,12 +106,14 @@ def deepfool(net: Network, params, X, overshoot: float = 0.02, max_iter: int = 5
         if outside.any():
             raise ValueError(f"X: {int(outside.any(axis=-1).sum())} points lie outside the clip box "
                              f"[{lo_hi[0]}, {lo_hi[1]}]")
+    # the perturbation, its float64 copy for the norms, iterations and status
+    _check_eval_memory(net, flat, N, 3 * net.n_inputs + 4, threads, "deepfool")
     pert = np.empty((S, N, net.n_inputs), dtype=flat.dtype)
     iters = np.empty((S, N), dtype=np.int32)
     status = np.empty((S, N), dtype=np.int32)
     callback = progress_callback(progress, "deepfool", "points")
     _native.net_deepfool(net.spec, flat, Xf, pert, iters, status, float(overshoot), max_iter,
                          norm_ord == np.inf, candidates, variant == "foolbox", lo_hi,
-                         _threads(threads), callback)
+                         n_threads, callback)
     pert = pert.reshape((S, N) + tuple(net.input_shape))
     return AttackResult.build(Xf, pert, iters, status, norm_ord, "deepfool")

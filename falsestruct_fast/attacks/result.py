@@ -13,15 +13,33 @@ class AttackStatus(enum.IntEnum):
     FLIPPED = 0        #: x + perturbation has a different label than x
     MAX_ITER = 1       #: the iteration / search budget ran out without a label change
     ZERO_GRADIENT = 2  #: no direction to step in (all candidate gradients are zero)
-    NON_FINITE = 3     #: NaN/inf in the point, the logits or the gradients
+    NON_FINITE = 3     #: NaN/inf in the point, the logits, the gradients, the perturbation,
+    #: the adversarial point x + perturbation or the perturbation's norm (overflow)
 
 
 def norms(v: np.ndarray, ord_, lead: int = 2) -> np.ndarray:
-    """Norm of each point of v (the first `lead` axes index points), in float64."""
+    """Norm of each point of v (the first `lead` axes index points), in float64.
+
+    Finite points whose squares overflow (entries beyond ~1e154) are measured again scaled by
+    their largest entry, so a finite vector has a finite 2-norm unless the norm itself exceeds
+    the float64 range.
+    """
     flat = v.reshape(v.shape[:lead] + (-1,)).astype(np.float64, copy=False)
-    if ord_ == 2:
-        return np.sqrt(np.einsum("...i,...i->...", flat, flat))
-    return np.abs(flat).max(axis=-1) if flat.shape[-1] else np.zeros(flat.shape[:-1])
+    if ord_ != 2:
+        return np.abs(flat).max(axis=-1) if flat.shape[-1] else np.zeros(flat.shape[:-1])
+    with np.errstate(over="ignore"):
+        out = np.sqrt(np.einsum("...i,...i->...", flat, flat))
+    big = np.isinf(out)
+    if big.any():
+        rows = flat[big]
+        scale = np.abs(rows).max(axis=-1)
+        ok = np.isfinite(scale)  # rows holding inf keep norm inf
+        unit = rows[ok] / scale[ok, None]
+        with np.errstate(over="ignore"):
+            rescaled = out[big]
+            rescaled[ok] = scale[ok] * np.sqrt(np.einsum("...i,...i->...", unit, unit))
+        out[big] = rescaled
+    return out
 
 
 @dataclass
@@ -32,6 +50,8 @@ class AttackResult:
     ----------
     perturbation : ndarray (S, N, *input_shape), the networks' dtype
         r such that x + r is the returned adversarial point. NaN where status is NON_FINITE.
+        A point is FLIPPED only when r, x + r and ||r|| are all finite: a label change
+        found by overflowing to inf (e.g. at x = (1e300, 0.5)) is NON_FINITE.
     norm : ndarray (S, N) float64
         ||r|| in the attack's norm (2 or inf); NaN where status is NON_FINITE.
     relative_norm : ndarray (S, N) float64
@@ -64,9 +84,21 @@ class AttackResult:
     @classmethod
     def build(cls, X: np.ndarray, perturbation: np.ndarray, iterations: np.ndarray,
               status: np.ndarray, norm_ord, method: str) -> "AttackResult":
-        """Fills in the norms; X (N, D) or (S, N, D) are the attacked points, flattened."""
+        """Fills in the norms; X (N, D) or (S, N, D) are the attacked points, flattened.
+
+        Every attack and engine builds its result here, so this is where a label change
+        reached through overflow is turned from FLIPPED into NON_FINITE (and its r into NaN).
+        """
         S, N = status.shape
         nrm = norms(perturbation, norm_ord)
+        r = perturbation.reshape(S, N, -1)
+        with np.errstate(over="ignore", invalid="ignore"):
+            usable = np.isfinite(nrm) & np.isfinite(X + r).all(axis=-1) & np.isfinite(r).all(axis=-1)
+        overflowed = (status == AttackStatus.FLIPPED) & ~usable
+        if overflowed.any():
+            status = status.copy()
+            status[overflowed] = AttackStatus.NON_FINITE
+            perturbation[overflowed] = np.nan
         nrm[status == AttackStatus.NON_FINITE] = np.nan
         x_norm = norms(X, norm_ord, lead=X.ndim - 1)
         with np.errstate(divide="ignore", invalid="ignore"):

@@ -14,8 +14,9 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _validate as V
+from .. import memory
 from ..mlp import MLP
-from ..network import unflatten
+from ..network import MAX_ROWS, unflatten
 
 A, K, EPS, DELTA = 20, 26, 1e-2, 1e-4
 N_EVAL = 501  # the authors' evaluation grid: linspace(b, 1 - 1e-8, 501)
@@ -55,6 +56,7 @@ def stable_intervals(a: int = A, K: int = K, eps: float = EPS) -> np.ndarray:
     """
     a = V.integer(a, "a", minimum=1)
     K = V.integer(K, "K", minimum=a)
+    eps = V.real(eps, "eps")
     limit = eps_limit(a, K)
     if not 0 < eps < limit:
         raise ValueError(f"eps: must be in (0, b^2/(2(a-b)) = {limit:.4g}) for a={a}, K={K}; got {eps}")
@@ -104,7 +106,7 @@ def sample_x1(r: int, seed: int = 0, sampler: str = "interval", a: int = A, K: i
         "half": r - r // 2 points from "interval" and r // 2 from "random".
     The points are returned shuffled, so that fixed batches (shuffle="batches") mix intervals.
     """
-    r = V.integer(r, "r", minimum=1)
+    r = V.integer(r, "r", minimum=1, maximum=MAX_ROWS)
     V.option(sampler, "sampler", SAMPLERS)
     V.option(distribution, "distribution", DISTRIBUTIONS)
     iv = stable_intervals(a, K, eps)
@@ -126,7 +128,8 @@ def training_set(r: int, delta: float = DELTA, seed=0, sampler: str = "interval"
 
     Parameters
     ----------
-    r : int, number of points.
+    r : int in [1, 2**31 - 1], number of points (the most rows the native engine trains on);
+        a MemoryError when the sets of all seeds would not fit in the available memory.
     delta : float in [0, eps), the height of the false feature x2.
     seed : int, or a sequence of ints (one set per seed, stacked).
     sampler, distribution : see :func:`sample_x1`.
@@ -139,6 +142,11 @@ def training_set(r: int, delta: float = DELTA, seed=0, sampler: str = "interval"
     """
     dt = V.float_dtype(dtype)
     delta = _delta(delta, eps)
+    r = V.integer(r, "r", minimum=1, maximum=MAX_ROWS)
+    n_sets = 1 if np.ndim(seed) == 0 else len(seed)
+    # x1, its labels and X in float64 while drawing, then X and y in dtype
+    memory.check_fits(n_sets * r * (5 * 8 + 3 * dt.itemsize),
+                      f"r: {n_sets} training sets of {r} points", "use a smaller r or fewer seeds")
     if np.ndim(seed) == 0:
         x1 = sample_x1(r, seed, sampler, a, K, eps, distribution)
     else:
@@ -152,7 +160,7 @@ def training_set(r: int, delta: float = DELTA, seed=0, sampler: str = "interval"
 
 
 def _delta(delta, eps) -> float:
-    delta = float(delta)
+    delta = V.real(delta, "delta")
     if not 0 <= delta < eps:
         raise ValueError(f"delta: must be in [0, eps = {eps}) (the paper takes 0 < delta < eps), got {delta}")
     return delta
@@ -161,11 +169,17 @@ def _delta(delta, eps) -> float:
 def evaluation_set(n: int = N_EVAL, delta: float = DELTA, a: int = A, K: int = K, dtype="float64"):
     """C_delta (C_0 with delta=0): t = linspace(b, 1 - 1e-8, n), X = (t, delta * f_a(t)).
 
+    n : int in [1, 2**31 - 1]; delta : a finite real number >= 0.
     Returns X (n, 2) `dtype` and the labels f_a(t) (n,) int64.
     """
-    t = np.linspace(lower_bound(a, K), 1 - 1e-8, V.integer(n, "n", minimum=1))
+    dt = V.float_dtype(dtype)
+    n = V.integer(n, "n", minimum=1, maximum=MAX_ROWS)
+    delta = V.real(delta, "delta", minimum=0.0)
+    memory.check_fits(n * (5 * 8 + 2 * dt.itemsize), f"n: an evaluation set of {n} points",
+                      "use a smaller n")
+    t = np.linspace(lower_bound(a, K), 1 - 1e-8, n)
     y = f_a(t, a)
-    return np.stack([t, delta * y], axis=1).astype(V.float_dtype(dtype)), y
+    return np.stack([t, delta * y], axis=1).astype(dt), y
 
 
 STABLE_FORMS = ("proof", "printed")
@@ -206,8 +220,8 @@ def stable_network(a: int = A, K: int = K, eps: float = EPS, margin: float = 10.
     (MLP([2, 4K, 1]), Params with S = 1)
     """
     iv = stable_intervals(a, K, eps)
-    margin = float(margin)
-    if not (np.isfinite(margin) and margin > 0):
+    margin = V.real(margin, "margin")
+    if not margin > 0:
         raise ValueError(f"margin: must be a positive finite number, got {margin}")
     V.option(form, "form", STABLE_FORMS)
     dt = V.float_dtype(dtype)
@@ -236,11 +250,12 @@ def stable_network(a: int = A, K: int = K, eps: float = EPS, margin: float = 10.
 def x2_network(delta: float = DELTA, margin: float = 10.0, dtype="float64"):
     """A network that reads only x2: logit = N (2 x2 / delta - 1), i.e. the false structure
     g with its threshold at delta / 2. MLP([2, 1]) with S = 1; for tests and comparisons."""
-    delta = float(delta)
+    delta = V.real(delta, "delta")
+    margin = V.real(margin, "margin")
     if not delta > 0:
         raise ValueError(f"delta: must be > 0, got {delta}")
     net = MLP([2, 1])
-    flat = np.array([[0.0, 2.0 * margin / delta, -float(margin)]], dtype=V.float_dtype(dtype))
+    flat = np.array([[0.0, 2.0 * margin / delta, -margin]], dtype=V.float_dtype(dtype))
     return net, unflatten(net, flat)
 
 

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..network import Network, Params, finite_networks, forward
+from .. import _validate as V
+from ..network import Network, Params, check_net, finite_networks, flatten, forward
 from . import exp1
 
 VERDICTS = ("original", "false", "neither")
@@ -58,7 +59,7 @@ class StructureVerdict:
 
 
 def _threshold(value, name: str) -> float:
-    value = float(value)
+    value = V.real(value, name)
     # Above 1/2 the "false" and "original" verdicts exclude each other: f_a takes both values
     # on large parts of S_eps.
     if not 0.5 < value <= 1.0:
@@ -80,7 +81,8 @@ def classify_structure(net: Network, params, *, agreement: float = 0.95, zero: f
 
     Parameters
     ----------
-    net, params : an MLP with 2 inputs and 1 logit, and its Params (S networks).
+    net, params : an MLP with 2 inputs and 1 logit, and its parameters (S networks): Params
+        or a list of arrays [W0, b0, W1, b1] with a leading network axis S.
     agreement, zero : thresholds in (0.5, 1]; defaults 0.95.
     n : size of the grid t = linspace(b, 1 - 1e-8, n) (the authors' 501).
     delta : height of x2 in C_delta (the training sets' delta).
@@ -92,20 +94,24 @@ def classify_structure(net: Network, params, *, agreement: float = 0.95, zero: f
     -------
     StructureVerdict
     """
+    check_net(net)
     if net.n_inputs != 2 or net.n_logits != 1:
         raise ValueError(f"net: expected 2 inputs and 1 logit (Experiment I), got {net!r}")
     agreement = _threshold(agreement, "agreement")
     zero = _threshold(zero, "zero")
+    V.threads(threads)
+    delta = V.real(delta, "delta")
     if delta <= 0:
         raise ValueError(f"delta: must be > 0 (C_delta must differ from C_0), got {delta}")
-    X_d, labels = exp1.evaluation_set(n, delta, a, K, dtype=params.dtype)
-    X_0, _ = exp1.evaluation_set(n, 0.0, a, K, dtype=params.dtype)
+    # Checks params against net (NaN weights allowed: such networks are "neither"); a list of
+    # arrays is accepted like everywhere else.
+    dtype = flatten(net, params, check_finite=False).dtype
+    X_d, labels = exp1.evaluation_set(n, delta, a, K, dtype=dtype)
+    X_0, _ = exp1.evaluation_set(n, 0.0, a, K, dtype=dtype)
     keep = exp1.in_stable_region(X_d[:, 0], a, K, eps) if stable_only else np.ones(len(labels), bool)
     if not keep.any():
         raise ValueError(f"n: no grid point of {n} falls in S_eps; use a larger n")
     X_d, X_0, labels = X_d[keep], X_0[keep], labels[keep]
-    if not isinstance(params, (list, tuple)) or not params or not isinstance(params[0], np.ndarray):
-        raise TypeError("params: expected Params (a list of arrays with a leading network axis)")
     S = len(params[0])
     ok = finite_networks(params)
     agree_d, agree_0, ones_0 = (np.full(S, np.nan) for _ in range(3))
