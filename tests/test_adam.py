@@ -52,12 +52,19 @@ def test_one_step_float32():
     fit = fs.train(net, params, X, y, epochs=1, batch_size=len(X), shuffle="none",
                    progress=False)
     assert fit.params.dtype == np.float32 and fit.opt_state.m.dtype == np.float32
-    ps = R.split_params(params, 0)
-    _, grads, _ = R.loss_and_grad("sigmoid", ps, X, y)
+    # float64 reference from the float32 starting point and data
+    ps = [a.astype(np.float64) for a in R.split_params(params, 0)]
+    _, grads, _ = R.loss_and_grad("sigmoid", ps, X.astype(np.float64), y)
     lr_t = 1e-3 * math.sqrt(1 - 0.999) / (1 - 0.9)
     for i, (theta, g) in enumerate(zip(ps, grads)):
         want = theta - lr_t * (0.1 * g) / (np.sqrt(0.001 * g * g) + 1e-8)
         assert_close(fit.params[i][0], want, 2e-6, f"float32 param {i}")
+    # the first step is about lr_t * sign(g) whatever |g| is: m and v carry the gradient's
+    # magnitude, so they are what catches a wrongly scaled gradient
+    flat_g = np.concatenate([g.reshape(-1) for g in grads])
+    assert_close(fit.opt_state.m[0], 0.1 * flat_g, 1e-5, "float32 adam m")
+    assert_close(fit.opt_state.v[0], 0.001 * flat_g**2, 1e-5, "float32 adam v")
+    assert fit.opt_state.step == 1
 
 
 @pytest.mark.parametrize("dtype,rtol", [(np.float64, 1e-12), (np.float32, 1e-4)])

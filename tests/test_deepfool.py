@@ -34,14 +34,21 @@ def _reference_model(net, params, s):
 
 
 def _check_flips(net, params, X, res):
-    """Every point reported as flipped changes its label when the perturbation is added."""
+    """For every finite point, "flipped" holds exactly when adding the returned perturbation
+    changes the predicted label (both directions); non-finite points are never flipped."""
     S = params[0].shape[0]
     Xs = np.broadcast_to(X, (S,) + X.shape) if X.ndim == len(net.input_shape) + 1 else X
     before = fs.predict(net, params, Xs)
     adv = np.ascontiguousarray(Xs + np.nan_to_num(res.perturbation))
     after = fs.predict(net, params, adv)
-    assert np.array_equal(after != before, res.flipped | ((after != before) & ~res.flipped)), "labels"
-    assert np.all(after[res.flipped] != before[res.flipped]), "a reported flip does not flip"
+    lead = Xs.shape[:2]
+    finite = (np.isfinite(Xs.reshape(lead + (-1,))).all(axis=-1)
+              & np.isfinite(res.perturbation.reshape(lead + (-1,))).all(axis=-1))
+    changed = after != before
+    assert np.array_equal(changed[finite], res.flipped[finite]), (
+        f"flipped without a label change at {np.argwhere(finite & res.flipped & ~changed)[:5]}, "
+        f"label changed but not flipped at {np.argwhere(finite & changed & ~res.flipped)[:5]}")
+    assert not res.flipped[~finite].any(), "a non-finite point is reported as flipped"
 
 
 # ---------------------------------------------------------------- closed forms (affine nets)
@@ -129,21 +136,25 @@ def test_matches_numpy_reference(name, opts):
     kw = dict(overshoot=options.get("overshoot", 0.02), linf=options["norm"] == np.inf,
               candidates=options.get("candidates"), foolbox=options.get("variant") == "foolbox",
               clip=options.get("clip"))
-    compared = 0
+    ill_conditioned = 0
     for s in range(S):
         logits, jac = _reference_model(net, params, s)
         for n in range(N):
             p, it, st = RD.deepfool_point(logits, jac, flat_X[n], **kw)
-            if it > 20:
-                # a point that bounces between linear regions for many steps (seen with l-inf
-                # near a kink) amplifies rounding differences: not comparable at 1e-8
-                continue
-            compared += 1
-            where = f"{name} {opts} s={s} n={n}"
-            assert res.status[s, n] == st, where
-            assert res.iterations[s, n] == it, where
-            assert_close(res.perturbation[s, n].reshape(-1), p, 1e-8, where)
-    assert compared >= 0.5 * S * N
+            ours = res.perturbation[s, n].reshape(-1)
+            tol = 1e-8 * np.max(np.abs(p))
+            if (res.status[s, n], res.iterations[s, n]) != (st, it) or np.max(np.abs(ours - p)) > tol:
+                # A point that bounces between linear regions for many steps (seen with l-inf
+                # near a kink) amplifies rounding differences. A mismatch is excused only where
+                # the reference itself changes when x changes by one part in 1e15.
+                q, it_q, st_q = RD.deepfool_point(logits, jac, flat_X[n] * (1 + 1e-15), **kw)
+                assert (st_q, it_q) != (st, it) or np.max(np.abs(q - p)) > tol, (
+                    f"{name} {opts} s={s} n={n}: status {res.status[s, n]} vs {st}, "
+                    f"iterations {res.iterations[s, n]} vs {it}, "
+                    f"max perturbation difference {np.max(np.abs(ours - p))}")
+                ill_conditioned += 1
+    # the values of all other points (status, iterations, perturbation) were compared
+    assert ill_conditioned <= 2, f"{ill_conditioned} of {S * N} points not comparable"
     _check_flips(net, params, X, res)
 
 
