@@ -18,10 +18,22 @@ inline std::string shape_str(const py::array& a) {
   return os.str();
 }
 
-// expected: one entry per dimension, -1 for "any".
+// The argument as a NumPy array, or a TypeError naming it. Nothing is converted: a list passed
+// where an array is expected would become a temporary copy, and an output written into it
+// would be lost (or, once the copy is freed, written through a dangling pointer).
+inline py::array array_arg(py::handle obj, const char* name) {
+  if (!py::isinstance<py::array>(obj))
+    throw py::type_error(std::string(name) + ": expected a numpy.ndarray, got " +
+                         std::string(Py_TYPE(obj.ptr())->tp_name));
+  return py::reinterpret_borrow<py::array>(obj);
+}
+
+// Data pointer of array argument `obj` after checking it. expected: one entry per dimension,
+// -1 for "any". The pointer stays valid while the caller holds obj (the binding's argument).
 template <class T>
-T* checked_data(const py::array& a, const char* name, const std::vector<py::ssize_t>& expected,
+T* checked_data(py::handle obj, const char* name, const std::vector<py::ssize_t>& expected,
                 bool writeable) {
+  const py::array a = array_arg(obj, name);
   if (!a.dtype().is(py::dtype::of<T>()))
     throw py::type_error(std::string(name) + ": expected dtype " +
                          std::string(py::str(py::dtype::of<T>())) + ", got " +

@@ -24,14 +24,15 @@ void raise_on_error(const std::string& err) {
 }
 
 template <class T>
-void train_impl(const fs::NetShape& s, int loss_kind, int shuffle, py::tuple adam, py::array X,
-                py::array Y, py::array theta, py::array m, py::array v, py::array seeds, int epochs,
-                int batch_size, int64_t step0, int record_every, py::array loss_hist,
-                py::array acc_hist) {
+void train_impl(const fs::NetShape& s, int64_t loss_kind, int64_t shuffle, py::handle adam,
+                py::handle X, py::handle Y, py::handle theta, py::handle m, py::handle v,
+                py::handle seeds, int64_t epochs, int64_t batch_size, int64_t step0,
+                int64_t record_every, py::handle loss_hist, py::handle acc_hist) {
   const auto a = train_args_from_python<T>(s, loss_kind, shuffle, adam, X, Y, theta, m, v, seeds,
                                            epochs, batch_size, step0, record_every, loss_hist, acc_hist);
   const int S = leading_dim(theta, "theta");
   require_device();
+  if (S == 0 || a.epochs == 0) return;  // nothing to do (a grid of 0 blocks is a CUDA error)
   std::string err;
   {
     py::gil_scoped_release release;
@@ -41,9 +42,10 @@ void train_impl(const fs::NetShape& s, int loss_kind, int shuffle, py::tuple ada
 }
 
 template <class T>
-void forward_impl(const fs::NetShape& s, py::array theta, py::array X, py::array out) {
+void forward_impl(const fs::NetShape& s, py::handle theta, py::handle X, py::handle out) {
   const auto a = forward_args_from_python<T>(s, theta, X, out);
   require_device();
+  if (a.S == 0 || a.N == 0) return;  // an empty result
   std::string err;
   {
     py::gil_scoped_release release;
@@ -55,26 +57,38 @@ void forward_impl(const fs::NetShape& s, py::array theta, py::array X, py::array
 }  // namespace
 
 PYBIND11_MODULE(_cuda, mod) {
-  mod.doc() = "falsestruct_fast CUDA engine (one CUDA block per network).";
+  mod.doc() =
+      "falsestruct_fast CUDA engine (one CUDA block per network). Arguments are checked as by "
+      "_native (the same binding-layer checks); array values are the caller's responsibility.";
   mod.def("device_count", &fs::cuda::device_count);
   mod.def("device_name", &fs::cuda::device_name, py::arg("device") = 0);
   mod.def(
       "net_train",
-      [](const std::vector<int>& spec, int loss_kind, int shuffle, py::tuple adam, py::array X,
-         py::array Y, py::array theta, py::array m, py::array v, py::array seeds, int epochs,
-         int batch_size, int64_t step0, int record_every, py::array loss_hist, py::array acc_hist) {
+      [](py::handle spec, int64_t loss_kind, int64_t shuffle, py::handle adam, py::handle X,
+         py::handle Y, py::handle theta, py::handle m, py::handle v, py::handle seeds,
+         int64_t epochs, int64_t batch_size, int64_t step0, int64_t record_every,
+         py::handle loss_hist, py::handle acc_hist) {
         const auto s = shape_from(spec);
-        if (is_float64(theta))
+        if (is_float64(theta, "theta"))
           train_impl<double>(s, loss_kind, shuffle, adam, X, Y, theta, m, v, seeds, epochs,
                              batch_size, step0, record_every, loss_hist, acc_hist);
         else
           train_impl<float>(s, loss_kind, shuffle, adam, X, Y, theta, m, v, seeds, epochs,
                             batch_size, step0, record_every, loss_hist, acc_hist);
       },
-      "Same contract as _native.net_train (host arrays, copied to and from the GPU).");
-  mod.def("net_forward", [](const std::vector<int>& spec, py::array theta, py::array X, py::array out) {
-    const auto s = shape_from(spec);
-    if (is_float64(theta)) forward_impl<double>(s, theta, X, out);
-    else forward_impl<float>(s, theta, X, out);
-  });
+      py::arg("spec"), py::arg("loss_kind"), py::arg("shuffle"), py::arg("adam"), py::arg("X"),
+      py::arg("Y"), py::arg("theta"), py::arg("adam_m"), py::arg("adam_v"), py::arg("seeds"),
+      py::arg("epochs"), py::arg("batch_size"), py::arg("step0"), py::arg("record_every"),
+      py::arg("loss_history"), py::arg("acc_history"),
+      "Same contract as _native.net_train (host arrays, copied to and from the GPU); not "
+      "interruptible once the kernel runs.");
+  mod.def(
+      "net_forward",
+      [](py::handle spec, py::handle theta, py::handle X, py::handle out) {
+        const auto s = shape_from(spec);
+        if (is_float64(theta, "theta")) forward_impl<double>(s, theta, X, out);
+        else forward_impl<float>(s, theta, X, out);
+      },
+      py::arg("spec"), py::arg("theta"), py::arg("X"), py::arg("out"),
+      "Same contract as _native.net_forward.");
 }

@@ -1,13 +1,21 @@
 // pybind11 bindings of the CPU engine (module falsestruct_fast._native).
 //
-// These are the low-level entry points used by the Python API; they check array structure
-// (dtype, shape, contiguity, writeability) and release the GIL while kernels run. Value
-// checks (NaN, label ranges, option names) are done once in the Python layer.
+// These are the low-level entry points used by the Python API. They check everything a kernel
+// relies on before it runs: that every array argument is a numpy.ndarray (never converted, so
+// outputs are written where the caller sees them) of the right dtype, shape, C-contiguity and
+// writeability; the network spec (every size positive, every count within the 32-bit limits of
+// the kernels); row and network counts (at most 2^31 - 1 per call); and the scalar options.
+// Array values (NaN/inf weights, data or Adam moments) are the caller's responsibility here:
+// they give NaN results, not errors (the high-level API checks them). Long calls release the
+// GIL and stop on Ctrl-C (KeyboardInterrupt; the outputs are then incomplete).
 #include <pybind11/functional.h>
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <array>
+#include <chrono>
+#include <cmath>
 #include <thread>
 
 #include "array_checks.h"
@@ -26,34 +34,106 @@ using fs_py::shape_from;
 
 namespace {
 
-int threads_or_default(int n_threads) {
-  if (n_threads > 0) return n_threads;
+// n_threads: 0 = every hardware thread; more threads than work items are never started.
+constexpr int kMaxThreads = 4096;
+// emulate_threads (tests): CUDA threads per block emulated by EmulatedBlock.
+constexpr int kMaxEmulatedThreads = 1024;
+// How often a running call checks for Ctrl-C (and whether a progress report is due).
+constexpr double kSignalPollSeconds = 0.05;
+
+int threads_from(int64_t n_threads) {
+  const int n = fs_py::int_option(n_threads, "n_threads", 0, kMaxThreads);
+  if (n > 0) return n;
   const unsigned hw = std::thread::hardware_concurrency();
-  return hw ? static_cast<int>(hw) : 1;
+  return hw ? static_cast<int>(std::min<unsigned>(hw, kMaxThreads)) : 1;
 }
 
-// Called on the calling thread while workers run: re-acquires the GIL for Ctrl-C and the
-// progress callback progress(done, total). A KeyboardInterrupt or an exception from the
-// callback is stored in `pending` and cancels the run.
-std::function<bool()> python_poll(fs::RunControl& control, py::object progress, int64_t total,
-                                  std::exception_ptr& pending) {
-  return [&control, progress, total, &pending]() -> bool {
+int emulate_from(int64_t emulate_threads) {
+  return fs_py::int_option(emulate_threads, "emulate_threads", 0, kMaxEmulatedThreads);
+}
+
+// The one mechanism that makes a native call interruptible: run(control, poll, poll_seconds)
+// starts the kernels with the GIL released; the executor calls `poll` on this thread every
+// kSignalPollSeconds while its workers run. The poll re-acquires the GIL, checks for signals
+// (Ctrl-C) and, every progress_seconds, calls progress(done, total); a KeyboardInterrupt or an
+// exception from the callback cancels the run (the executor stops handing out work, DeepFool
+// stops iterating) and is raised here once the workers have stopped. Returns units done.
+template <class Run>
+int64_t run_interruptible(int64_t total, const py::object& progress, double progress_seconds,
+                          Run&& run) {
+  fs::RunControl control;
+  std::exception_ptr pending;
+  using clock = std::chrono::steady_clock;
+  auto next_report = clock::now() + std::chrono::duration<double>(progress_seconds);
+  const std::function<bool()> poll = [&]() -> bool {
     py::gil_scoped_acquire gil;
     try {
       if (PyErr_CheckSignals() != 0) throw py::error_already_set();
-      if (!progress.is_none()) progress(control.units_done.load(), total);
+      if (!progress.is_none() && clock::now() >= next_report) {
+        progress(control.units_done.load(), total);
+        next_report = clock::now() + std::chrono::duration<double>(progress_seconds);
+      }
       return true;
     } catch (...) {
       pending = std::current_exception();
       return false;
     }
   };
+  {
+    py::gil_scoped_release release;
+    run(control, poll, kSignalPollSeconds);
+  }
+  if (pending) std::rethrow_exception(pending);
+  if (!progress.is_none()) progress(control.units_done.load(), total);
+  return control.units_done.load();
+}
+
+double progress_seconds_from(double progress_seconds) {
+  if (!(std::isfinite(progress_seconds) && progress_seconds > 0))
+    throw py::value_error("progress_seconds: must be finite and > 0, got " + std::to_string(progress_seconds));
+  return progress_seconds;
+}
+
+// DeepFool's options, checked: overshoot finite >= 0, max_iter in [0, 2^31 - 1], candidates in
+// [1, K - 1] for K > 1 logits, clip (lo, hi) finite with lo < hi.
+fs::DeepFoolOptions deepfool_options_from(const fs::NetShape& s, double overshoot, int64_t max_iter,
+                                          bool linf, int64_t candidates, bool foolbox,
+                                          const py::object& clip) {
+  fs::DeepFoolOptions o;
+  o.overshoot = fs_py::finite_option(overshoot, "overshoot");
+  if (!(o.overshoot >= 0)) throw py::value_error("overshoot: must be >= 0, got " + std::to_string(overshoot));
+  o.max_iter = fs_py::int_option(max_iter, "max_iter", 0, fs::kMaxIntCount);
+  o.linf = linf;
+  o.foolbox = foolbox;
+  const int K = s.n_logits();
+  o.candidates = K > 1 ? fs_py::int_option(candidates, "candidates", 1, K - 1) : 1;
+  if (!clip.is_none()) {
+    const auto box = fs_py::float_sequence(clip, 2, "two", "clip", "(lo, hi)");
+    o.clip = true;
+    o.lo = fs_py::finite_option(box[0], "clip lo");
+    o.hi = fs_py::finite_option(box[1], "clip hi");
+    if (!(o.lo < o.hi)) throw py::value_error("clip: expected lo < hi");
+  }
+  return o;
+}
+
+// A double option the kernels round to T (float32 may overflow to inf).
+template <class T>
+void check_representable(double v, const char* name) {
+  if (!std::isfinite(static_cast<T>(v)))
+    throw py::value_error(std::string(name) + ": " + std::to_string(v) + " overflows " +
+                          std::string(py::str(py::dtype::of<T>())));
 }
 
 template <class T>
-void deepfool_impl(const fs::NetShape& s, py::array theta, py::array X, py::array pert,
-                   py::array iters, py::array status, const fs::DeepFoolOptions& o,
-                   py::object progress, int n_threads, int emulate) {
+void deepfool_impl(const fs::NetShape& s, py::handle theta, py::handle X, py::handle pert,
+                   py::handle iters, py::handle status, const fs::DeepFoolOptions& o,
+                   const py::object& progress, int n_threads, int emulate) {
+  check_representable<T>(1.0 + o.overshoot, "overshoot");
+  if (o.clip) {
+    check_representable<T>(o.lo, "clip lo");
+    check_representable<T>(o.hi, "clip hi");
+  }
   const int S = fs_py::leading_dim(theta, "theta");
   const T* th = checked_data<T>(theta, "theta", {-1, s.n_params}, false);
   int64_t xs;
@@ -63,25 +143,15 @@ void deepfool_impl(const fs::NetShape& s, py::array theta, py::array X, py::arra
   T* p = checked_data<T>(pert, "perturbation_out", {S, N, s.width[0]}, true);
   int* it = checked_data<int>(iters, "iterations_out", {S, N}, true);
   int* st = checked_data<int>(status, "status_out", {S, N}, true);
-  if (o.max_iter < 0) throw py::value_error("max_iter: must be >= 0");
-  if (!(o.overshoot >= 0)) throw py::value_error("overshoot: must be >= 0");
-  const int K = s.n_logits();
-  if (K > 1 && (o.candidates < 1 || o.candidates > K - 1))
-    throw py::value_error("candidates: must be in [1, " + std::to_string(K - 1) + "]");
-  if (o.clip && !(o.lo < o.hi)) throw py::value_error("clip: expected lo < hi");
-  fs::RunControl control;
-  std::exception_ptr pending;
-  const auto poll = python_poll(control, progress, static_cast<int64_t>(S) * N, pending);
-  {
-    py::gil_scoped_release release;
-    fs::deepfool_host(s, th, S, x, xs, N, o, p, it, st, n_threads, control, poll, 0.5, emulate);
-  }
-  if (pending) std::rethrow_exception(pending);
-  if (!progress.is_none()) progress(control.units_done.load(), static_cast<int64_t>(S) * N);
+  run_interruptible(static_cast<int64_t>(S) * N, progress, 0.5,
+                    [&](fs::RunControl& control, const std::function<bool()>& poll, double seconds) {
+                      fs::deepfool_host(s, th, S, x, xs, N, o, p, it, st, n_threads, control, poll,
+                                        seconds, emulate);
+                    });
 }
 
 template <class T>
-void logit_input_grads_impl(const fs::NetShape& s, py::array theta, py::array X, py::array out,
+void logit_input_grads_impl(const fs::NetShape& s, py::handle theta, py::handle X, py::handle out,
                             int n_threads, int emulate) {
   const int S = fs_py::leading_dim(theta, "theta");
   const T* th = checked_data<T>(theta, "theta", {-1, s.n_params}, false);
@@ -89,33 +159,35 @@ void logit_input_grads_impl(const fs::NetShape& s, py::array theta, py::array X,
   int N;
   const T* x = data_array<T>(X, "X", S, s.width[0], &xs, &N);
   T* o = checked_data<T>(out, "out", {S, N, s.n_logits(), s.width[0]}, true);
-  py::gil_scoped_release release;
-  fs::logit_input_grads_host(s, th, S, x, xs, N, o, n_threads, emulate);
+  run_interruptible(0, py::none(), 0, [&](fs::RunControl&, const std::function<bool()>& poll, double seconds) {
+    fs::logit_input_grads_host(s, th, S, x, xs, N, o, n_threads, emulate, poll, seconds);
+  });
 }
 
 template <class T>
-void init_impl(const fs::NetShape& s, py::array seeds, py::array theta, int n_threads) {
+void init_impl(const fs::NetShape& s, py::handle seeds, py::handle theta, int n_threads) {
   const int S = fs_py::leading_dim(seeds, "seeds");
   const uint64_t* sd = checked_data<uint64_t>(seeds, "seeds", {-1}, false);
   T* th = checked_data<T>(theta, "theta", {S, s.n_params}, true);
-  py::gil_scoped_release release;
-  fs::net_init_host(s, sd, S, th, n_threads);
+  run_interruptible(0, py::none(), 0, [&](fs::RunControl&, const std::function<bool()>& poll, double seconds) {
+    fs::net_init_host(s, sd, S, th, n_threads, poll, seconds);
+  });
 }
 
 template <class T>
-void forward_impl(const fs::NetShape& s, py::array theta, py::array X, py::array out,
+void forward_impl(const fs::NetShape& s, py::handle theta, py::handle X, py::handle out,
                   int n_threads, int emulate) {
   const auto a = fs_py::forward_args_from_python<T>(s, theta, X, out);
-  py::gil_scoped_release release;
-  fs::net_forward_host(s, a.theta, a.S, a.X, a.x_net_stride, a.N, a.out, n_threads, emulate);
+  run_interruptible(0, py::none(), 0, [&](fs::RunControl&, const std::function<bool()>& poll, double seconds) {
+    fs::net_forward_host(s, a.theta, a.S, a.X, a.x_net_stride, a.N, a.out, n_threads, emulate, poll, seconds);
+  });
 }
 
 template <class T>
-void loss_and_grad_impl(const fs::NetShape& s, int loss_kind, py::array theta, py::array X,
-                        py::array Y, py::array loss_out, py::array grad_out,
-                        py::object input_grad_out, int n_threads, int emulate) {
-  fs_py::check_loss_kind(loss_kind);
-  const auto kind = static_cast<fs::LossKind>(loss_kind);
+void loss_and_grad_impl(const fs::NetShape& s, int64_t loss_kind, py::handle theta, py::handle X,
+                        py::handle Y, py::handle loss_out, py::handle grad_out,
+                        py::handle input_grad_out, int n_threads, int emulate) {
+  const auto kind = fs_py::loss_kind_from(loss_kind);
   const int S = fs_py::leading_dim(theta, "theta");
   const T* th = checked_data<T>(theta, "theta", {-1, s.n_params}, false);
   int64_t xs, ys;
@@ -124,159 +196,177 @@ void loss_and_grad_impl(const fs::NetShape& s, int loss_kind, py::array theta, p
   const T* y = data_array<T>(Y, "Y", S, fs::targets_per_sample(kind, s.n_logits()), &ys, &NY);
   if (NY != N) throw py::value_error("Y: number of rows differs from X");
   if (N < 1) throw py::value_error("X: no data rows");
-  if (kind == fs::LossKind::SoftmaxCE)
-    fs_py::check_class_labels(y, (ys ? S : 1) * static_cast<int64_t>(N), s.n_logits(), "Y");
+  fs_py::check_batch_rows(s, N, "X");  // the whole data set is one batch
   T* lo = checked_data<T>(loss_out, "loss_out", {S}, true);
   T* go = checked_data<T>(grad_out, "grad_out", {S, s.n_params}, true);
-  T* ig = nullptr;
-  if (!input_grad_out.is_none())
-    ig = checked_data<T>(input_grad_out.cast<py::array>(), "input_grad_out", {S, N, s.width[0]}, true);
-  py::gil_scoped_release release;
-  fs::net_loss_and_grad_host(s, kind, th, S, x, xs, y, ys, N, lo, go, ig, n_threads, emulate);
+  T* ig = input_grad_out.is_none()
+              ? nullptr
+              : checked_data<T>(input_grad_out, "input_grad_out", {S, N, s.width[0]}, true);
+  if (kind == fs::LossKind::SoftmaxCE)
+    fs_py::check_class_labels(y, (ys ? S : 1) * static_cast<int64_t>(N), s.n_logits(), "Y");
+  run_interruptible(0, py::none(), 0, [&](fs::RunControl&, const std::function<bool()>& poll, double seconds) {
+    fs::net_loss_and_grad_host(s, kind, th, S, x, xs, y, ys, N, lo, go, ig, n_threads, emulate, poll, seconds);
+  });
 }
 
 template <class T>
-int64_t train_impl(const fs::NetShape& s, int loss_kind, int shuffle, py::tuple adam, py::array X,
-                   py::array Y, py::array theta, py::array m, py::array v, py::array seeds,
-                   int epochs, int batch_size, int64_t step0, int record_every,
-                   py::array loss_hist, py::array acc_hist, int n_threads,
-                   py::object progress, double progress_seconds, int emulate) {
+int64_t train_impl(const fs::NetShape& s, int64_t loss_kind, int64_t shuffle, py::handle adam,
+                   py::handle X, py::handle Y, py::handle theta, py::handle m, py::handle v,
+                   py::handle seeds, int64_t epochs, int64_t batch_size, int64_t step0,
+                   int64_t record_every, py::handle loss_hist, py::handle acc_hist, int n_threads,
+                   const py::object& progress, double progress_seconds, int emulate) {
   const auto a = fs_py::train_args_from_python<T>(s, loss_kind, shuffle, adam, X, Y, theta, m, v,
                                                   seeds, epochs, batch_size, step0, record_every,
                                                   loss_hist, acc_hist);
   const int S = fs_py::leading_dim(theta, "theta");
-  fs::RunControl control;
-  const int64_t total = static_cast<int64_t>(S) * epochs;
-  std::exception_ptr pending;
-  const auto poll = python_poll(control, progress, total, pending);
-  {
-    py::gil_scoped_release release;
-    fs::net_train_host(a, S, threads_or_default(n_threads), control, poll, progress_seconds, emulate);
-  }
-  if (pending) std::rethrow_exception(pending);
-  if (!progress.is_none()) progress(control.units_done.load(), total);
-  return control.units_done.load();
+  return run_interruptible(static_cast<int64_t>(S) * a.epochs, progress, progress_seconds,
+                           [&](fs::RunControl& control, const std::function<bool()>& poll, double seconds) {
+                             fs::net_train_host(a, S, n_threads, control, poll, seconds, emulate);
+                           });
 }
 
 }  // namespace
 
 PYBIND11_MODULE(_native, mod) {
-  mod.doc() = "falsestruct_fast CPU engine (C++ kernels, threads over networks).";
+  mod.doc() =
+      "falsestruct_fast CPU engine (C++ kernels, threads over networks).\n\n"
+      "Every array argument must be a numpy.ndarray (lists are refused: outputs are written in "
+      "place), C-contiguous, of the stated dtype and shape, outputs writeable; T is float32 or "
+      "float64, chosen by theta. spec is a network's `spec`. Counts (rows N, networks S) are at "
+      "most 2**31 - 1 per call. n_threads: 0 = all hardware threads, else 1..4096. Bad arguments "
+      "raise TypeError/ValueError naming them. Array values are the caller's responsibility: "
+      "NaN/inf in theta, X or Adam moments give NaN results, not errors (the high-level API "
+      "checks them). Long calls stop on Ctrl-C with KeyboardInterrupt (outputs incomplete).";
   mod.def("source_hash", [] { return std::string(FS_SOURCE_HASH); },
           "SHA-256 of the kernel and binding sources this module was compiled from.");
-  mod.def("default_threads", [] { return threads_or_default(0); });
+  mod.def("default_threads", [] { return threads_from(0); });
   mod.def(
       "scratch_cache_bytes", [] { return fs::ScratchCache::process().kept_bytes(); },
       "Bytes of CPU workspace kept between calls (ScratchCache).");
   mod.def(
       "release_scratch_cache", [] { return fs::ScratchCache::process().clear(); },
       "Frees the CPU workspace kept between calls; returns the bytes freed.");
-  mod.def("n_params", [](const std::vector<int>& spec) { return shape_from(spec).n_params; });
+  mod.def(
+      "n_params", [](py::handle spec) { return shape_from(spec).n_params; }, py::arg("spec"),
+      "Parameters P of one network; ValueError for an invalid spec or one whose sizes exceed the "
+      "kernels' 32-bit limits (more than 2**31 - 1 parameters, 2**28 units in a layer).");
   mod.def(
       "workspace_scalars_per_row",
-      [](const std::vector<int>& spec) {
-        return fs::NetWorkspace<float>::scalars_per_row(shape_from(spec));
-      },
+      [](py::handle spec) { return fs::workspace_scalars_per_row(shape_from(spec)); },
+      py::arg("spec"),
       "Scalars of native workspace one batch row needs (activations, gradients, conv padding).");
+  mod.def(
+      "philox4x32_10",
+      [](const std::array<uint32_t, 4>& counter, const std::array<uint32_t, 2>& key) {
+        const uint64_t seed = (static_cast<uint64_t>(key[1]) << 32) | key[0];
+        const fs::U32x4 r = fs::philox4x32(seed, counter[0], counter[1], counter[2], counter[3]);
+        return py::make_tuple(r.v[0], r.v[1], r.v[2], r.v[3]);
+      },
+      py::arg("counter"), py::arg("key"),
+      "The engine's Philox4x32-10 block: counter (4 uint32), key (2 uint32; the seed is "
+      "key[0] + 2**32 * key[1]) -> tuple of 4 uint32.");
 
   mod.def(
       "net_init",
-      [](const std::vector<int>& spec, py::array seeds, py::array theta, int n_threads) {
+      [](py::handle spec, py::handle seeds, py::handle theta, int64_t n_threads) {
         const auto s = shape_from(spec);
-        if (is_float64(theta)) init_impl<double>(s, seeds, theta, threads_or_default(n_threads));
-        else init_impl<float>(s, seeds, theta, threads_or_default(n_threads));
+        const int threads = threads_from(n_threads);
+        if (is_float64(theta, "theta")) init_impl<double>(s, seeds, theta, threads);
+        else init_impl<float>(s, seeds, theta, threads);
       },
       py::arg("spec"), py::arg("seeds"), py::arg("theta"), py::arg("n_threads") = 0,
-      "Glorot-uniform weights, zero biases into theta (S, P) for seeds (S,) uint64.");
+      "Glorot-uniform weights, zero biases into theta (S, P) T for seeds (S,) uint64.");
 
   mod.def(
       "net_forward",
-      [](const std::vector<int>& spec, py::array theta, py::array X, py::array out, int n_threads,
-         int emulate_threads) {
+      [](py::handle spec, py::handle theta, py::handle X, py::handle out, int64_t n_threads,
+         int64_t emulate_threads) {
         const auto s = shape_from(spec);
-        if (is_float64(theta)) forward_impl<double>(s, theta, X, out, threads_or_default(n_threads), emulate_threads);
-        else forward_impl<float>(s, theta, X, out, threads_or_default(n_threads), emulate_threads);
+        const int threads = threads_from(n_threads), emulate = emulate_from(emulate_threads);
+        if (is_float64(theta, "theta")) forward_impl<double>(s, theta, X, out, threads, emulate);
+        else forward_impl<float>(s, theta, X, out, threads, emulate);
       },
       py::arg("spec"), py::arg("theta"), py::arg("X"), py::arg("out"), py::arg("n_threads") = 0,
       py::arg("emulate_threads") = 0,
-      "Logits out (S, N, K) of X (N, d) or (S, N, d) for parameters theta (S, P).");
+      "Logits out (S, N, K) T of X (N, d) or (S, N, d) T for parameters theta (S, P) T. N = 0 "
+      "is an empty result.");
 
   mod.def(
       "net_loss_and_grad",
-      [](const std::vector<int>& spec, int loss_kind, py::array theta, py::array X, py::array Y,
-         py::array loss_out, py::array grad_out, py::object input_grad_out, int n_threads,
-         int emulate_threads) {
+      [](py::handle spec, int64_t loss_kind, py::handle theta, py::handle X, py::handle Y,
+         py::handle loss_out, py::handle grad_out, py::handle input_grad_out, int64_t n_threads,
+         int64_t emulate_threads) {
         const auto s = shape_from(spec);
-        if (is_float64(theta))
+        const int threads = threads_from(n_threads), emulate = emulate_from(emulate_threads);
+        if (is_float64(theta, "theta"))
           loss_and_grad_impl<double>(s, loss_kind, theta, X, Y, loss_out, grad_out, input_grad_out,
-                                     threads_or_default(n_threads), emulate_threads);
+                                     threads, emulate);
         else
           loss_and_grad_impl<float>(s, loss_kind, theta, X, Y, loss_out, grad_out, input_grad_out,
-                                    threads_or_default(n_threads), emulate_threads);
+                                    threads, emulate);
       },
       py::arg("spec"), py::arg("loss_kind"), py::arg("theta"), py::arg("X"), py::arg("Y"),
       py::arg("loss_out"), py::arg("grad_out"), py::arg("input_grad_out") = py::none(),
       py::arg("n_threads") = 0, py::arg("emulate_threads") = 0,
-      "Mean loss (S,), gradient (S, P) and optionally input gradient (S, N, d) over all rows.");
+      "Mean loss (S,) T, gradient (S, P) T and optionally input gradient (S, N, d) T over all "
+      "N >= 1 rows of X (N, d) or (S, N, d) and targets Y (N, t) or (S, N, t) (loss_kind 0 "
+      "sigmoid: t = K; 1 softmax: t = 1, class indices in [0, K), checked). The rows are one "
+      "batch: N times workspace_scalars_per_row(spec) must stay below 2**31.");
 
   mod.def(
       "net_deepfool",
-      [](const std::vector<int>& spec, py::array theta, py::array X, py::array pert, py::array iters,
-         py::array status, double overshoot, int max_iter, bool linf, int candidates, bool foolbox,
-         py::object clip, int n_threads, py::object progress, int emulate_threads) {
+      [](py::handle spec, py::handle theta, py::handle X, py::handle pert, py::handle iters,
+         py::handle status, double overshoot, int64_t max_iter, bool linf, int64_t candidates,
+         bool foolbox, py::object clip, int64_t n_threads, py::object progress,
+         int64_t emulate_threads) {
         const auto s = shape_from(spec);
-        fs::DeepFoolOptions o;
-        o.overshoot = overshoot;
-        o.max_iter = max_iter;
-        o.linf = linf;
-        o.candidates = candidates;
-        o.foolbox = foolbox;
-        if (!clip.is_none()) {
-          const auto box = clip.cast<std::pair<double, double>>();
-          o.clip = true;
-          o.lo = box.first;
-          o.hi = box.second;
-        }
-        n_threads = threads_or_default(n_threads);
-        if (is_float64(theta))
-          deepfool_impl<double>(s, theta, X, pert, iters, status, o, progress, n_threads, emulate_threads);
+        const auto o = deepfool_options_from(s, overshoot, max_iter, linf, candidates, foolbox, clip);
+        const int threads = threads_from(n_threads), emulate = emulate_from(emulate_threads);
+        if (is_float64(theta, "theta"))
+          deepfool_impl<double>(s, theta, X, pert, iters, status, o, progress, threads, emulate);
         else
-          deepfool_impl<float>(s, theta, X, pert, iters, status, o, progress, n_threads, emulate_threads);
+          deepfool_impl<float>(s, theta, X, pert, iters, status, o, progress, threads, emulate);
       },
       py::arg("spec"), py::arg("theta"), py::arg("X"), py::arg("perturbation_out"),
       py::arg("iterations_out"), py::arg("status_out"), py::arg("overshoot"), py::arg("max_iter"),
       py::arg("linf"), py::arg("candidates"), py::arg("foolbox"), py::arg("clip") = py::none(),
       py::arg("n_threads") = 0, py::arg("progress") = py::none(), py::arg("emulate_threads") = 0,
-      "DeepFool on every point of X (N, d) or (S, N, d) for each network: perturbation (S, N, d), "
-      "iterations (S, N) int32, status (S, N) int32 written in place.");
+      "DeepFool on every point of X (N, d) or (S, N, d) T (N >= 1) for each network: "
+      "perturbation (S, N, d) T, iterations (S, N) int32, status (S, N) int32 written in place. "
+      "overshoot finite >= 0, max_iter in [0, 2**31 - 1], candidates in [1, K - 1], clip None or "
+      "(lo, hi) finite with lo < hi; progress(done, total) is called about every 0.5 s.");
 
   mod.def(
       "net_logit_input_grads",
-      [](const std::vector<int>& spec, py::array theta, py::array X, py::array out, int n_threads,
-         int emulate_threads) {
+      [](py::handle spec, py::handle theta, py::handle X, py::handle out, int64_t n_threads,
+         int64_t emulate_threads) {
         const auto s = shape_from(spec);
-        n_threads = threads_or_default(n_threads);
-        if (is_float64(theta)) logit_input_grads_impl<double>(s, theta, X, out, n_threads, emulate_threads);
-        else logit_input_grads_impl<float>(s, theta, X, out, n_threads, emulate_threads);
+        const int threads = threads_from(n_threads), emulate = emulate_from(emulate_threads);
+        if (is_float64(theta, "theta")) logit_input_grads_impl<double>(s, theta, X, out, threads, emulate);
+        else logit_input_grads_impl<float>(s, theta, X, out, threads, emulate);
       },
       py::arg("spec"), py::arg("theta"), py::arg("X"), py::arg("out"), py::arg("n_threads") = 0,
       py::arg("emulate_threads") = 0,
-      "Gradient of every logit w.r.t. the input: out (S, N, K, d) for X (N, d) or (S, N, d).");
+      "Gradient of every logit w.r.t. the input: out (S, N, K, d) T for X (N, d) or (S, N, d) T. "
+      "N = 0 is an empty result.");
 
   mod.def(
       "net_train",
-      [](const std::vector<int>& spec, int loss_kind, int shuffle, py::tuple adam, py::array X,
-         py::array Y, py::array theta, py::array m, py::array v, py::array seeds, int epochs,
-         int batch_size, int64_t step0, int record_every, py::array loss_hist, py::array acc_hist,
-         int n_threads, py::object progress, double progress_seconds, int emulate_threads) {
+      [](py::handle spec, int64_t loss_kind, int64_t shuffle, py::handle adam, py::handle X,
+         py::handle Y, py::handle theta, py::handle m, py::handle v, py::handle seeds,
+         int64_t epochs, int64_t batch_size, int64_t step0, int64_t record_every,
+         py::handle loss_hist, py::handle acc_hist, int64_t n_threads, py::object progress,
+         double progress_seconds, int64_t emulate_threads) {
         const auto s = shape_from(spec);
-        if (is_float64(theta))
+        const int threads = threads_from(n_threads), emulate = emulate_from(emulate_threads);
+        progress_seconds = progress_seconds_from(progress_seconds);
+        if (is_float64(theta, "theta"))
           return train_impl<double>(s, loss_kind, shuffle, adam, X, Y, theta, m, v, seeds, epochs,
-                                    batch_size, step0, record_every, loss_hist, acc_hist, n_threads,
-                                    progress, progress_seconds, emulate_threads);
+                                    batch_size, step0, record_every, loss_hist, acc_hist, threads,
+                                    progress, progress_seconds, emulate);
         return train_impl<float>(s, loss_kind, shuffle, adam, X, Y, theta, m, v, seeds, epochs,
-                                 batch_size, step0, record_every, loss_hist, acc_hist, n_threads,
-                                 progress, progress_seconds, emulate_threads);
+                                 batch_size, step0, record_every, loss_hist, acc_hist, threads,
+                                 progress, progress_seconds, emulate);
       },
       py::arg("spec"), py::arg("loss_kind"), py::arg("shuffle"), py::arg("adam"), py::arg("X"),
       py::arg("Y"), py::arg("theta"), py::arg("adam_m"), py::arg("adam_v"), py::arg("seeds"),
@@ -284,5 +374,10 @@ PYBIND11_MODULE(_native, mod) {
       py::arg("loss_history"), py::arg("acc_history"), py::arg("n_threads") = 0,
       py::arg("progress") = py::none(), py::arg("progress_seconds") = 2.0,
       py::arg("emulate_threads") = 0,
-      "Fused Adam training of S networks in place; returns the number of network-epochs run.");
+      "Fused Adam training of S networks in place: theta, adam_m, adam_v (S, P) T, seeds (S,) "
+      "uint64, X (N, d) or (S, N, d) T, Y as for net_loss_and_grad, loss_history and "
+      "acc_history (S, n_records) float64. adam = (lr, beta1, beta2, eps): finite, lr > 0, "
+      "0 <= beta < 1, eps > 0; shuffle 0 none, 1 samples, 2 batches; epochs in [0, 2**31 - 1], "
+      "batch_size in [1, N], record_every >= 1, step0 >= 0; progress(done, total) every "
+      "progress_seconds (finite, > 0). Returns the number of network-epochs run.");
 }

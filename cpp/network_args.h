@@ -4,6 +4,8 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <cmath>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -13,30 +15,120 @@
 namespace fs_py {
 namespace py = pybind11;
 
-// Network spec from Python: {in_h, in_w, in_c} then fs::kSpecInts ints per layer
-// {kind, units or filters, k, relu} (see fs::make_net_shape).
-inline fs::NetShape shape_from(const std::vector<int>& spec) {
-  const int n = static_cast<int>(spec.size());
+// Network spec from Python: a sequence of ints {in_h, in_w, in_c} then fs::kSpecInts ints per
+// layer {kind, units or filters, k, relu}. Every entry must fit in 32 bits; fs::make_net_shape
+// checks the sizes (positive, and every count the kernels hold within its limit).
+inline fs::NetShape shape_from(py::handle spec) {
+  if (!PySequence_Check(spec.ptr()) || py::isinstance<py::str>(spec) || py::isinstance<py::bytes>(spec))
+    throw py::type_error(std::string("spec: expected a sequence of ints, got ") + Py_TYPE(spec.ptr())->tp_name);
+  const auto seq = py::reinterpret_borrow<py::sequence>(spec);
+  const size_t n = seq.size();
   if (n < 3 + fs::kSpecInts || (n - 3) % fs::kSpecInts != 0)
     throw py::value_error("spec: expected [in_h, in_w, in_c] and 4 ints per layer");
+  if (n > 3 + static_cast<size_t>(fs::kSpecInts) * fs::kMaxLayers)
+    throw py::value_error("spec: a network has 1 to " + std::to_string(fs::kMaxLayers) + " layers");
+  std::vector<int> v(n);
+  for (size_t i = 0; i < n; ++i) {
+    const py::object item = seq[i];
+    if (!PyIndex_Check(item.ptr()))
+      throw py::type_error("spec: entry " + std::to_string(i) + " is not an int (" +
+                           Py_TYPE(item.ptr())->tp_name + ")");
+    const py::int_ value = py::reinterpret_steal<py::int_>(PyNumber_Index(item.ptr()));
+    if (!value) throw py::error_already_set();
+    int overflow = 0;
+    const long long x = PyLong_AsLongLongAndOverflow(value.ptr(), &overflow);
+    if (overflow || x < INT32_MIN || x > INT32_MAX)
+      throw py::value_error("spec: entry " + std::to_string(i) + " = " + std::string(py::str(value)) +
+                            " is outside the 32-bit range");
+    v[i] = static_cast<int>(x);
+  }
   fs::NetShape s;
-  if (const char* err = fs::make_net_shape(spec[0], spec[1], spec[2], spec.data() + 3,
-                                           (n - 3) / fs::kSpecInts, &s))
+  if (const char* err = fs::make_net_shape(v[0], v[1], v[2], v.data() + 3,
+                                           static_cast<int>((n - 3) / fs::kSpecInts), &s))
     throw py::value_error(std::string("spec: ") + err);
   return s;
 }
 
-inline bool is_float64(const py::array& a) { return a.dtype().is(py::dtype::of<double>()); }
-
-// Number of networks from the leading axis of a (S, ...) array, checked before use.
-inline int leading_dim(const py::array& a, const char* name) {
-  if (a.ndim() < 1)
-    throw py::value_error(std::string(name) + ": expected an array with a leading network axis, got a scalar");
-  return static_cast<int>(a.shape(0));
+// A count the kernels hold in a 32-bit int (rows, networks), checked on the 64-bit value before
+// it is narrowed: e.g. "X: 2147483653 rows; at most 2147483647 per call".
+inline int int_count(int64_t n, const char* name, const char* what) {
+  if (n > fs::kMaxIntCount)
+    throw py::value_error(std::string(name) + ": " + std::to_string(n) + " " + what + "; at most " +
+                          std::to_string(fs::kMaxIntCount) + " per call");
+  return static_cast<int>(n);
 }
 
-inline void check_loss_kind(int loss_kind) {
+// A batch of `rows` rows is one workspace whose elements the kernels index with 32-bit ints.
+inline void check_batch_rows(const fs::NetShape& s, int64_t rows, const char* name) {
+  const int64_t per_row = fs::workspace_scalars_per_row(s);
+  if (rows > fs::kMaxIntCount / per_row)
+    throw py::value_error(std::string(name) + ": " + std::to_string(rows) + " rows in one batch; at most " +
+                          std::to_string(fs::kMaxIntCount / per_row) + " for this network (" +
+                          std::to_string(per_row) + " workspace scalars per row, 32-bit indexing)");
+}
+
+// An integer option within [lo, hi] (hi at most kMaxIntCount), as an int.
+inline int int_option(int64_t v, const char* name, int64_t lo, int64_t hi) {
+  if (v < lo || v > hi)
+    throw py::value_error(std::string(name) + ": must be >= " + std::to_string(lo) + " and <= " +
+                          std::to_string(hi) + ", got " + std::to_string(v));
+  return static_cast<int>(v);
+}
+
+// A float option that must be finite (NaN and inf are refused by every option).
+inline double finite_option(double v, const char* name) {
+  if (!std::isfinite(v)) throw py::value_error(std::string(name) + ": must be finite, got " + std::to_string(v));
+  return v;
+}
+
+// The floats of a fixed-size sequence such as Adam's (lr, beta1, beta2, eps) or a clip box
+// (lo, hi); `fields` names them, e.g. "(lo, hi)", and n_word is their number in words.
+inline std::vector<double> float_sequence(py::handle obj, size_t n, const char* n_word, const char* name,
+                                          const char* fields) {
+  const std::string type_message = std::string(name) + ": expected " + n_word + " floats " + fields;
+  if (!PySequence_Check(obj.ptr()) || py::isinstance<py::str>(obj)) throw py::type_error(type_message);
+  if (py::len(obj) != n)
+    throw py::value_error(std::string(name) + ": expected " + fields + ", got " +
+                          std::to_string(py::len(obj)) + " values");
+  std::vector<double> out;
+  try {
+    for (const auto item : py::reinterpret_borrow<py::sequence>(obj)) out.push_back(item.cast<double>());
+  } catch (const py::cast_error&) {
+    throw py::type_error(type_message);
+  }
+  return out;
+}
+
+// Adam's hyperparameters (lr, beta1, beta2, eps): finite, lr > 0, 0 <= beta < 1, eps > 0.
+inline fs::AdamHyper adam_from(py::handle adam) {
+  const auto h = float_sequence(adam, 4, "four", "adam", "(lr, beta1, beta2, eps)");
+  fs::AdamHyper a;
+  a.lr = finite_option(h[0], "adam lr");
+  a.beta1 = finite_option(h[1], "adam beta1");
+  a.beta2 = finite_option(h[2], "adam beta2");
+  a.eps = finite_option(h[3], "adam eps");
+  if (!(a.lr > 0)) throw py::value_error("adam lr: must be > 0, got " + std::to_string(a.lr));
+  if (!(a.beta1 >= 0 && a.beta1 < 1)) throw py::value_error("adam beta1: must be in [0, 1), got " + std::to_string(a.beta1));
+  if (!(a.beta2 >= 0 && a.beta2 < 1)) throw py::value_error("adam beta2: must be in [0, 1), got " + std::to_string(a.beta2));
+  if (!(a.eps > 0)) throw py::value_error("adam eps: must be > 0, got " + std::to_string(a.eps));
+  return a;
+}
+
+inline bool is_float64(py::handle a, const char* name) {
+  return array_arg(a, name).dtype().is(py::dtype::of<double>());
+}
+
+// Number of networks from the leading axis of a (S, ...) array, checked before use.
+inline int leading_dim(py::handle obj, const char* name) {
+  const py::array a = array_arg(obj, name);
+  if (a.ndim() < 1)
+    throw py::value_error(std::string(name) + ": expected an array with a leading network axis, got a scalar");
+  return int_count(a.shape(0), name, "networks");
+}
+
+inline fs::LossKind loss_kind_from(int64_t loss_kind) {
   if (loss_kind < 0 || loss_kind > 1) throw py::value_error("loss_kind: unknown kind (0 sigmoid, 1 softmax)");
+  return static_cast<fs::LossKind>(loss_kind);
 }
 
 // Softmax targets are class indices that the kernels use as array indices: refuse anything
@@ -50,15 +142,17 @@ void check_class_labels(const T* y, int64_t count, int K, const char* name) {
 }
 
 // Data X is (N, cols) shared by all networks or (S, N, cols); returns the per-network stride.
+// The row count is checked against the 32-bit limit before anything else.
 template <class T>
-const T* data_array(const py::array& a, const char* name, int S, int cols, int64_t* net_stride,
+const T* data_array(py::handle obj, const char* name, int S, int cols, int64_t* net_stride,
                     int* N) {
+  const py::array a = array_arg(obj, name);
   if (a.ndim() == 2) {
-    *N = static_cast<int>(a.shape(0));
+    *N = int_count(a.shape(0), name, "rows");
     *net_stride = 0;
     return checked_data<T>(a, name, {-1, cols}, false);
   }
-  *N = a.ndim() == 3 ? static_cast<int>(a.shape(1)) : 0;
+  *N = a.ndim() == 3 ? int_count(a.shape(1), name, "rows") : 0;
   *net_stride = static_cast<int64_t>(*N) * cols;
   return checked_data<T>(a, name, {S, -1, cols}, false);
 }
@@ -74,8 +168,8 @@ struct ForwardArgs {
 
 // theta (S, P), X (N, d) or (S, N, d), out (S, N, K) writeable.
 template <class T>
-ForwardArgs<T> forward_args_from_python(const fs::NetShape& s, py::array theta, py::array X,
-                                        py::array out) {
+ForwardArgs<T> forward_args_from_python(const fs::NetShape& s, py::handle theta, py::handle X,
+                                        py::handle out) {
   ForwardArgs<T> a;
   a.S = leading_dim(theta, "theta");
   a.theta = checked_data<T>(theta, "theta", {-1, s.n_params}, false);
@@ -84,28 +178,20 @@ ForwardArgs<T> forward_args_from_python(const fs::NetShape& s, py::array theta, 
   return a;
 }
 
+// Arguments of net_train (shared by the CPU and CUDA engines), every one checked.
 template <class T>
-fs::TrainArgs<T> train_args_from_python(const fs::NetShape& s, int loss_kind, int shuffle,
-                                           py::tuple adam, py::array X, py::array Y,
-                                           py::array theta, py::array m, py::array v,
-                                           py::array seeds, int epochs, int batch_size,
-                                           int64_t step0, int record_every, py::array loss_hist,
-                                           py::array acc_hist) {
-  if (shuffle < 0 || shuffle > 2) throw py::value_error("shuffle: unknown mode");
-  check_loss_kind(loss_kind);
-  if (py::len(adam) != 4) throw py::value_error("adam: expected (lr, beta1, beta2, eps)");
+fs::TrainArgs<T> train_args_from_python(const fs::NetShape& s, int64_t loss_kind, int64_t shuffle,
+                                        py::handle adam, py::handle X, py::handle Y,
+                                        py::handle theta, py::handle m, py::handle v,
+                                        py::handle seeds, int64_t epochs, int64_t batch_size,
+                                        int64_t step0, int64_t record_every, py::handle loss_hist,
+                                        py::handle acc_hist) {
   fs::TrainArgs<T> a;
   a.shape = s;
-  a.loss = static_cast<fs::LossKind>(loss_kind);
+  a.loss = loss_kind_from(loss_kind);
+  if (shuffle < 0 || shuffle > 2) throw py::value_error("shuffle: unknown mode (0 none, 1 samples, 2 batches)");
   a.shuffle = static_cast<fs::ShuffleMode>(shuffle);
-  try {
-    a.adam.lr = adam[0].cast<double>();
-    a.adam.beta1 = adam[1].cast<double>();
-    a.adam.beta2 = adam[2].cast<double>();
-    a.adam.eps = adam[3].cast<double>();
-  } catch (const py::cast_error&) {
-    throw py::type_error("adam: expected four floats (lr, beta1, beta2, eps)");
-  }
+  a.adam = adam_from(adam);
   const int S = leading_dim(theta, "theta");
   a.theta = checked_data<T>(theta, "theta", {-1, s.n_params}, true);
   a.adam_m = checked_data<T>(m, "adam_m", {S, s.n_params}, true);
@@ -115,20 +201,26 @@ fs::TrainArgs<T> train_args_from_python(const fs::NetShape& s, int loss_kind, in
   a.X = data_array<T>(X, "X", S, s.width[0], &a.x_net_stride, &a.N);
   a.Y = data_array<T>(Y, "Y", S, fs::targets_per_sample(a.loss, s.n_logits()), &a.y_net_stride, &NY);
   if (NY != a.N) throw py::value_error("Y: number of rows differs from X");
-  if (a.loss == fs::LossKind::SoftmaxCE)
-    check_class_labels(a.Y, (a.y_net_stride ? S : 1) * static_cast<int64_t>(a.N), s.n_logits(), "Y");
+  if (a.N < 1) throw py::value_error("X: no data rows");
   if (batch_size < 1 || batch_size > a.N)
-    throw py::value_error("batch_size: must be in [1, N=" + std::to_string(a.N) + "]");
-  if (epochs < 0) throw py::value_error("epochs: must be >= 0");
-  if (record_every < 1) throw py::value_error("record_every: must be >= 1");
-  if (step0 < 0) throw py::value_error("step0: must be >= 0");
-  a.B = batch_size;
-  a.epochs = epochs;
+    throw py::value_error("batch_size: must be in [1, N=" + std::to_string(a.N) + "], got " +
+                          std::to_string(batch_size));
+  a.B = static_cast<int>(batch_size);
+  check_batch_rows(s, a.B, "batch_size");
+  a.epochs = int_option(epochs, "epochs", 0, fs::kMaxIntCount);
+  a.record_every = int_option(record_every, "record_every", 1, fs::kMaxIntCount);
+  // Adam's step counter continues from step0 and must not overflow.
+  const int64_t steps = static_cast<int64_t>(a.epochs) * (a.N / a.B);
+  if (step0 < 0 || step0 > INT64_MAX - steps)
+    throw py::value_error("step0: must be >= 0 and <= " + std::to_string(INT64_MAX - steps) +
+                          " (Adam's step count after these epochs), got " + std::to_string(step0));
   a.step0 = step0;
-  a.record_every = record_every;
-  a.n_records = epochs > 0 ? fs::n_records_for(epochs, record_every) : 0;
+  a.n_records = a.epochs > 0 ? fs::n_records_for(a.epochs, a.record_every) : 0;
   a.loss_history = checked_data<double>(loss_hist, "loss_history", {S, a.n_records}, true);
   a.acc_history = checked_data<double>(acc_hist, "acc_history", {S, a.n_records}, true);
+  // Read last: the labels are the only data read here, after every shape is known to be valid.
+  if (a.loss == fs::LossKind::SoftmaxCE)
+    check_class_labels(a.Y, (a.y_net_stride ? S : 1) * static_cast<int64_t>(a.N), s.n_logits(), "Y");
   return a;
 }
 

@@ -115,13 +115,20 @@ FS_HD FS_INLINE void pick_candidates(const T* z, int K, int label, int C, int* o
   }
 }
 
+// Cancellation hook of deepfool_rows: the GPU (and a caller that cannot cancel) never stops.
+struct NeverStop {
+  FS_HD bool operator()() const { return false; }
+};
+
 // DeepFool for tile rows [0, B) = data rows X[row0 + t] of one network. Writes, per tile row,
 // pert (B, d) = the returned perturbation (NaN for kAttackNonFinite), iters (B) = steps taken,
 // status (B) = an AttackStatus. The label is always checked at exactly x0 + pert.
-template <class Block, class T>
+// stop() is asked once per iteration (max_iter may be 2^31 - 1); when it returns true the
+// unfinished points are left with status kAttackActive and the outputs are incomplete.
+template <class Block, class T, class Stop = NeverStop>
 FS_HD void deepfool_rows(const Block& blk, const NetShape& s, const T* theta, const T* X, int row0,
                          int B, const DeepFoolOptions& o, const DeepFoolWorkspace<T>& ws, T* pert,
-                         int* iters, int* status) {
+                         int* iters, int* status, Stop stop = Stop{}) {
   const int d = s.width[0], K = s.n_logits();
   const int C = K == 1 ? 1 : o.candidates;
   const T* x0 = X + (int64_t)row0 * d;
@@ -210,7 +217,7 @@ FS_HD void deepfool_rows(const Block& blk, const NetShape& s, const T* theta, co
       for (int a = 0; a < A; ++a)
         if (status[ws.act[a]] == kAttackActive) ws.act[n++] = ws.act[a];
       ws.count[1] = n != A;
-      ws.count[0] = n;
+      ws.count[0] = stop() ? 0 : n;  // cancelled: every thread of the block leaves the loop
     });
     const bool changed = ws.count[1] != 0;
     A = ws.count[0];

@@ -20,18 +20,22 @@
 
 namespace fs {
 
+// Shared by the caller and the workers of one call: units_done may be read from another
+// thread for progress; setting cancelled stops the call early (its outputs are incomplete).
 struct RunControl {
   std::atomic<int64_t> units_done{0};  // progress units (e.g. network-epochs) finished
   std::atomic<bool> cancelled{false};
 };
 
-// fn(net, worker) for every net in [0, n_nets) (one thread per network). poll() is called every poll_seconds on the
-// calling thread while workers run; returning false cancels (workers see control.cancelled).
+// fn(unit, worker) for every unit in [0, n_units) (a network, or a network's tile of rows), one
+// thread per unit at a time. poll() is called every poll_seconds on the calling thread while
+// workers run; returning false cancels (workers take no further unit, and long units check
+// control.cancelled themselves).
 template <class F>
-void parallel_for_networks(int n_nets, int n_threads, RunControl& control, F&& fn,
+void parallel_for_networks(int64_t n_units, int n_threads, RunControl& control, F&& fn,
                            const std::function<bool()>& poll, double poll_seconds) {
-  n_threads = std::max(1, std::min(n_threads, n_nets));
-  std::atomic<int> next{0};
+  n_threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(n_threads, n_units)));
+  std::atomic<int64_t> next{0};
   std::mutex mu;
   std::condition_variable cv;
   int running = n_threads;
@@ -39,9 +43,9 @@ void parallel_for_networks(int n_nets, int n_threads, RunControl& control, F&& f
 
   auto worker = [&](int w) {
     try {
-      for (int net = next.fetch_add(1); net < n_nets && !control.cancelled.load();
-           net = next.fetch_add(1))
-        fn(net, w);
+      for (int64_t unit = next.fetch_add(1); unit < n_units && !control.cancelled.load();
+           unit = next.fetch_add(1))
+        fn(unit, w);
     } catch (...) {
       std::lock_guard<std::mutex> lock(mu);
       if (!error) error = std::current_exception();

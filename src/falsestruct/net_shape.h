@@ -49,37 +49,67 @@ struct NetShape {
   }
 };
 
-// Fills offsets and widths once the layers' shapes are set. False if a size overflows.
-inline bool finish_net_shape(NetShape* s) {
-  int64_t off = 0, sum = 0;
-  s->width[0] = s->layer[0].in_h * s->layer[0].in_w * s->layer[0].in_c;
+// Limits of a network's sizes. The kernels index a batch's arrays, a network's parameters and
+// a layer's kernel with 32-bit ints, so every such count (and a batch of B rows, B times
+// scalars_per_row) is at most kMaxIntCount; a layer has at most kMaxWidth units per sample.
+constexpr int64_t kMaxIntCount = 2147483647;
+constexpr int64_t kMaxWidth = int64_t(1) << 28;
+
+// Scalars of the training/forward workspace per batch row: activations of every layer, two
+// gradient buffers, targets, loss terms, padded conv scratch (NetWorkspace in network.h).
+FS_HD FS_INLINE int64_t workspace_scalars_per_row(const NetShape& s) {
+  return s.sum_width + 2LL * s.max_width + s.n_logits() + 2 + s.max_conv_scratch;
+}
+
+// a * b for a, b >= 0 when it is at most limit, else -1 (checked before it can overflow).
+FS_HD FS_INLINE int64_t product_within(int64_t a, int64_t b, int64_t limit) {
+  return (b == 0 || a <= limit / b) ? a * b : -1;
+}
+
+// Fills offsets and widths once the layers' shapes are set (every size >= 1). Returns an
+// error message if a size exceeds the limits above, or nullptr.
+inline const char* finish_net_shape(NetShape* s) {
+  const Layer& first = s->layer[0];
+  const int64_t in = product_within(product_within(first.in_h, first.in_w, kMaxWidth), first.in_c, kMaxWidth);
+  if (in < 0) return "input has more than 2^28 units per sample";
+  int64_t off = 0, sum = in;
+  s->width[0] = static_cast<int>(in);
   s->max_width = s->width[0];
-  sum = s->width[0];
+  s->max_conv_scratch = 0;
+  s->max_layer_weights = 0;
   for (int l = 0; l < s->n_layers; ++l) {
     const Layer& L = s->layer[l];
-    const int64_t out = (int64_t)L.out_h * L.out_w * L.out_c;
-    if (out <= 0 || out > (1 << 28)) return false;
+    const int64_t out = product_within(product_within(L.out_h, L.out_w, kMaxWidth), L.out_c, kMaxWidth);
+    if (out < 1) return "a layer has more than 2^28 units per sample";
     s->width[l + 1] = static_cast<int>(out);
     if (out > s->max_width) s->max_width = static_cast<int>(out);
     sum += out;
     int64_t n_w = 0;
-    if (L.kind == LayerKind::Dense) n_w = (int64_t)s->width[l] * L.out_c;
+    if (L.kind == LayerKind::Dense) n_w = product_within(s->width[l], L.out_c, kMaxIntCount);
     if (L.kind == LayerKind::Conv2D) {
-      n_w = (int64_t)L.k * L.k * L.in_c * L.out_c;
-      const int64_t pad = (int64_t)L.in_h * (L.in_w + 2 * (L.k / 2)) *
-                          (L.in_c > L.out_c ? L.in_c : L.out_c);
+      const int64_t taps = product_within(L.k, L.k, kMaxIntCount);
+      n_w = product_within(product_within(taps, L.in_c, kMaxIntCount), L.out_c, kMaxIntCount);
+      // One sample's input or output gradient, padded by k / 2 columns on each side.
+      const int64_t padded_w = (int64_t)L.in_w + 2 * (L.k / 2);
+      const int64_t pad = product_within(product_within(L.in_h, padded_w, kMaxIntCount),
+                                         L.in_c > L.out_c ? L.in_c : L.out_c, kMaxIntCount);
+      if (taps < 0 || pad < 0) return "conv kernel size too large for 32-bit indexing";
       if (pad > s->max_conv_scratch) s->max_conv_scratch = pad;
     }
+    if (n_w < 0) return "a layer has more than 2147483647 weights";
     if (n_w > s->max_layer_weights) s->max_layer_weights = n_w;
     s->w_offset[l] = off;
     off += n_w;
     s->b_offset[l] = off;
     if (L.kind != LayerKind::MaxPool2) off += L.out_c;
+    if (off > kMaxIntCount) return "network has more than 2147483647 parameters";
   }
-  if (sum > (1LL << 30) || off > (1LL << 40)) return false;
+  if (sum > (int64_t(1) << 30)) return "layers have more than 2^30 units per sample in all";
   s->sum_width = static_cast<int>(sum);
   s->n_params = off;
-  return true;
+  if (workspace_scalars_per_row(*s) > kMaxIntCount)
+    return "one sample needs more than 2147483647 workspace scalars";
+  return nullptr;
 }
 
 // A dense ReLU network with a linear output layer. False if the widths are invalid
@@ -97,7 +127,7 @@ inline bool make_mlp_shape(const int* widths, int n_widths, NetShape* shape) {
     L.in_c = widths[l];
     L.out_c = widths[l + 1];
   }
-  if (!finish_net_shape(&s)) return false;
+  if (finish_net_shape(&s)) return false;
   *shape = s;
   return true;
 }
@@ -108,7 +138,8 @@ constexpr int kSpecInts = 4;
 // A sequential network on (in_h, in_w, in_c) inputs. Conv2D: k x k (odd), stride 1, 'same'
 // zero padding. MaxPool2: 2 x 2, stride 2, 'same' (output ceil(h / 2) x ceil(w / 2), the
 // window clipped at the bottom/right edge, as Keras/TensorFlow). Dense flattens its input.
-// Returns an error message, or nullptr on success.
+// Every size must be positive and within the limits above (kMaxWidth, kMaxIntCount). Returns
+// an error message, or nullptr on success.
 inline const char* make_net_shape(int in_h, int in_w, int in_c, const int* spec, int n_layers,
                                   NetShape* shape) {
   if (n_layers < 1 || n_layers > kMaxLayers) return "a network has 1 to 16 layers";
@@ -119,6 +150,9 @@ inline const char* make_net_shape(int in_h, int in_w, int in_c, const int* spec,
   for (int l = 0; l < n_layers; ++l) {
     const int* p = spec + kSpecInts * l;
     Layer& L = s.layer[l];
+    // Each layer's input width is checked before a dense layer flattens it (h * w * c in int).
+    if (product_within(product_within(h, w, kMaxWidth), c, kMaxWidth) < 0)
+      return l ? "a layer has more than 2^28 units per sample" : "input has more than 2^28 units per sample";
     L.kind = static_cast<LayerKind>(p[0]);
     L.relu = p[3] != 0;
     L.in_h = h;
@@ -150,7 +184,7 @@ inline const char* make_net_shape(int in_h, int in_w, int in_c, const int* spec,
     L.out_w = w;
     L.out_c = c;
   }
-  if (!finish_net_shape(&s)) return "network too large";
+  if (const char* err = finish_net_shape(&s)) return err;
   *shape = s;
   return nullptr;
 }

@@ -52,9 +52,7 @@ struct NetWorkspace {
     return layout(s, B, offset);
   }
   // Scalars per batch row (the workspace is about this times B, plus per-network parts).
-  FS_HD static int64_t scalars_per_row(const NetShape& s) {
-    return s.sum_width + 2LL * s.max_width + s.n_logits() + 2 + s.max_conv_scratch;
-  }
+  FS_HD static int64_t scalars_per_row(const NetShape& s) { return workspace_scalars_per_row(s); }
   FS_HD static int64_t ints(int B, int N) { return (int64_t)B + 2LL * (N > B ? N : B); }
   // Offsets of the scalar parts, in the order of the members above; returns the total.
   static constexpr int kParts = 11;
@@ -176,6 +174,10 @@ FS_HD T* net_backward(const Block& blk, const NetShape& s, const T* theta,
   return want_input_grad ? dy : nullptr;
 }
 
+// Arguments of the fused training of S networks (net_train_host, the CUDA engine's train):
+// epochs x floor(N / B) Adam steps per network. Arrays are C-contiguous, network axis first;
+// the caller allocates everything (n_records = n_records_for(epochs, record_every)) and nothing
+// is validated here (the Python layer does that).
 template <class T>
 struct TrainArgs {
   NetShape shape;
@@ -298,8 +300,8 @@ constexpr int64_t kForwardScratch = int64_t(1) << 21;
 FS_HD inline int forward_tile(const NetShape& s, int N) {
   const int64_t fit = kForwardScratch / NetWorkspace<float>::scalars_per_row(s);
   int tile = static_cast<int>(fit < kForwardTile ? fit : kForwardTile);
-  if (tile < 1) tile = 1;
-  return tile < N ? tile : N;
+  if (tile > N) tile = N;
+  return tile > 1 ? tile : 1;  // at least one row, also for N = 0 (no tiles then)
 }
 
 // Logits of B data rows for one network: X rows [row0, row0 + B) -> out (B, K) row-major.

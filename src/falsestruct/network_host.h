@@ -82,12 +82,20 @@ struct WorkerScratch {
   }
 };
 
+// The entry points below take an optional poll (see parallel_for_networks): called every
+// poll_seconds on the calling thread while workers run, it cancels the call by returning
+// false; the outputs are then incomplete.
+
+// theta (S, P): network s gets Glorot-uniform kernels and zero biases drawn from seeds[s]
+// alone (glorot_uniform_init), the same values as falsestruct_fast.init for that seed.
 template <class T>
-void net_init_host(const NetShape& s, const uint64_t* seeds, int S, T* theta, int n_threads) {
+void net_init_host(const NetShape& s, const uint64_t* seeds, int S, T* theta, int n_threads,
+                   const std::function<bool()>& poll = nullptr, double poll_seconds = 0) {
   RunControl control;
   parallel_for_networks(
       S, n_threads, control,
-      [&](int net, int) { glorot_uniform_init(s, seeds[net], theta + s.n_params * net); }, nullptr, 0);
+      [&](int net, int) { glorot_uniform_init(s, seeds[net], theta + s.n_params * net); }, poll,
+      poll_seconds);
 }
 
 // Rows per attack work item: small enough that one network's points spread over the threads
@@ -100,11 +108,12 @@ template <class F>
 void for_each_row_tile(int S, int N, int tile, int n_threads, int emulate_threads,
                        RunControl& control, const std::function<bool()>& poll, double poll_seconds,
                        F&& fn) {
-  const int n_tiles = (N + tile - 1) / tile;
+  const int64_t n_tiles = ((int64_t)N + tile - 1) / tile;
   parallel_for_networks(
       S * n_tiles, n_threads, control,
-      [&](int unit, int w) {
-        const int net = unit / n_tiles, row0 = (unit % n_tiles) * tile;
+      [&](int64_t unit, int w) {
+        const int net = static_cast<int>(unit / n_tiles);
+        const int row0 = static_cast<int>(unit % n_tiles) * tile;
         const int B = std::min(tile, N - row0);  // the last tile may be shorter
         with_host_block(emulate_threads, [&](auto blk) { fn(blk, net, row0, B, w); });
       },
@@ -115,11 +124,12 @@ void for_each_row_tile(int S, int N, int tile, int n_threads, int emulate_thread
 // are independent work items, so threads share a single network's rows too.
 template <class T>
 void net_forward_host(const NetShape& s, const T* theta, int S, const T* X, int64_t x_net_stride,
-                      int N, T* out, int n_threads, int emulate_threads = 0) {
+                      int N, T* out, int n_threads, int emulate_threads = 0,
+                      const std::function<bool()>& poll = nullptr, double poll_seconds = 0) {
   const int K = s.n_logits();
   RunControl control;
   WorkerScratch<T> scratch(n_threads);
-  for_each_row_tile(S, N, forward_tile(s, N), n_threads, emulate_threads, control, nullptr, 0,
+  for_each_row_tile(S, N, forward_tile(s, N), n_threads, emulate_threads, control, poll, poll_seconds,
                     [&](auto blk, int net, int row0, int B, int w) {
                       net_forward_rows(blk, s, theta + s.n_params * net, X + x_net_stride * net, row0,
                                        B, out + ((int64_t)net * N + row0) * K, scratch.get(w, s, B, B));
@@ -145,7 +155,8 @@ void deepfool_host(const NetShape& s, const T* theta, int S, const T* X, int64_t
                                                                   scratch.ints[w].data());
                       const int64_t first = (int64_t)net * N + row0;
                       deepfool_rows(blk, s, theta + s.n_params * net, X + x_net_stride * net, row0, B,
-                                    o, ws, pert + first * d, iters + first, status + first);
+                                    o, ws, pert + first * d, iters + first, status + first,
+                                    [&control] { return control.cancelled.load(std::memory_order_relaxed); });
                       control.units_done.fetch_add(B, std::memory_order_relaxed);
                     });
 }
@@ -155,12 +166,13 @@ void deepfool_host(const NetShape& s, const T* theta, int S, const T* X, int64_t
 template <class T>
 void logit_input_grads_host(const NetShape& s, const T* theta, int S, const T* X,
                             int64_t x_net_stride, int N, T* out, int n_threads,
-                            int emulate_threads = 0) {
+                            int emulate_threads = 0, const std::function<bool()>& poll = nullptr,
+                            double poll_seconds = 0) {
   const int tile = forward_tile(s, N);
   const int64_t row_size = (int64_t)s.n_logits() * s.width[0];
   RunControl control;
   WorkerScratch<T> scratch(n_threads);
-  for_each_row_tile(S, N, tile, n_threads, emulate_threads, control, nullptr, 0,
+  for_each_row_tile(S, N, tile, n_threads, emulate_threads, control, poll, poll_seconds,
                     [&](auto blk, int net, int row0, int B, int w) {
                       logit_input_grads_rows(blk, s, theta + s.n_params * net, X + x_net_stride * net,
                                              row0, B, out + ((int64_t)net * N + row0) * row_size,
@@ -173,10 +185,11 @@ template <class T>
 void net_loss_and_grad_host(const NetShape& s, LossKind loss, const T* theta, int S, const T* X,
                             int64_t x_net_stride, const T* Y, int64_t y_net_stride, int N,
                             T* loss_out, T* grad_out, T* input_grad_out, int n_threads,
-                            int emulate_threads = 0) {
+                            int emulate_threads = 0, const std::function<bool()>& poll = nullptr,
+                            double poll_seconds = 0) {
   RunControl control;
   WorkerScratch<T> scratch(n_threads);
-  for_each_network(s, N, S, n_threads, emulate_threads, control, nullptr, 0,
+  for_each_network(s, N, S, n_threads, emulate_threads, control, poll, poll_seconds,
                    [&](auto blk, int net, int w) {
                      blk.single([&] { scratch.reserve(w, s, N, N); });  // once per team
                      const auto ws = scratch.view(w, s, N, N);
