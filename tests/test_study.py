@@ -44,7 +44,7 @@ def test_rows_equal_each_seed_alone(tmp_path):
     # and the values are those of the library functions
     fit = PSI1.train([5], progress=False)
     v = PSI1.evaluate(PSI1.network(), fit.params)
-    row = together[("psi1", 5)]
+    row = together[(PSI1.name, 5)]
     assert row[0] == fit.final_loss[0] and row[3] == v.verdict[0] and row[4] == v.agreement_delta[0]
 
 
@@ -77,7 +77,7 @@ def test_diverged_seed_is_flagged_not_fatal(tmp_path):
     study.run(bad, seeds=2, store=tmp_path / "d.sqlite", progress=False)
     rows = _rows(tmp_path / "d.sqlite")
     assert all(r["diverged"] == 1 for r in rows)
-    assert all(r["verdict"] == "neither" for r in rows)
+    assert all(r["verdict"] == "diverged" and r["final_loss"] is None for r in rows)
 
 
 STUDY_SCRIPT = textwrap.dedent("""
@@ -143,7 +143,7 @@ def test_grid_expansion():
     settings = study.grid("psi3", {"r": [100, 200], "delta": [1e-4, 1e-3]}, epochs=5)
     assert len(settings) == 4
     assert {(s.r, s.delta, s.epochs) for s in settings} == {(r, d, 5) for r in (100, 200) for d in (1e-4, 1e-3)}
-    assert settings[0].name == "psi3[r=100,delta=0.0001]"
+    assert settings[0].name == "psi3[epochs=5,r=100,delta=0.0001]"
     assert len({study.setting_id(s.as_dict()) for s in settings}) == 4
     with pytest.raises(ValueError, match="batch_size"):
         study.grid("psi3", {"r": [10, 100]})  # batch 50 > r = 10: refused up front
@@ -234,7 +234,7 @@ def test_cli_study_and_summary(tmp_path, capsys):
                      "--store", str(path), "--no-progress"])
     assert code == 0
     assert [r["seed"] for r in _rows(path)] == [2, 3, 4]
-    assert _rows(path)[0]["name"] == "psi3"
+    assert _rows(path)[0]["name"] == "psi3[r=400,epochs=3]"  # fields in the setting's order
     assert cli_main(["summary", str(path), "--csv", str(tmp_path / "c.csv")]) == 0
     assert "psi3" in capsys.readouterr().out
     assert cli_main(["study", "--preset", "psi3", "--layout", "authors", "--store", str(path)]) == 2

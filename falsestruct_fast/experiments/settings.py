@@ -248,9 +248,39 @@ PRESETS = {
 
 def preset(name: str, /, **overrides):
     """A paper setting by name ("psi1".."psi4", "exp2"), with any field overridden:
-    ``preset("psi3", epochs=20, shuffle="samples")``."""
+    ``preset("psi3", epochs=20, shuffle="samples")``. Unless `name=` is among the overrides,
+    the setting is named after its preset and the fields that differ from it, e.g.
+    ``psi3[epochs=20,shuffle=samples]``, so that stores and summaries tell variants apart."""
     V.option(name, "preset", PRESETS)
-    return PRESETS[name].replace(**overrides) if overrides else PRESETS[name]
+    return named_variant(PRESETS[name], **overrides) if overrides else PRESETS[name]
 
 
-__all__ = ["Exp1Setting", "Exp2Setting", "PRESETS", "preset", "TRAINING_KINDS"]
+def format_field(value) -> str:
+    """A field value as it appears in a setting's name: 0.0001, float32, (8,8)."""
+    if isinstance(value, (list, tuple)):
+        return "(" + ",".join(map(format_field, value)) + ")"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def with_label(name: str, label: str) -> str:
+    """`name` with `label` appended inside its brackets: psi3 -> psi3[label],
+    psi3[epochs=20] -> psi3[epochs=20,label]."""
+    if not label:
+        return name
+    return f"{name[:-1]},{label}]" if name.endswith("]") and "[" in name else f"{name}[{label}]"
+
+
+def named_variant(base, **changes):
+    """`base` with `changes` applied (validated again), named after `base` and the fields whose
+    values differ from it (in field order, so the same setting always gets the same name),
+    unless `changes` sets `name` itself."""
+    setting = base.replace(**changes)
+    if "name" in changes:
+        return setting
+    label = ",".join(f"{f.name}={format_field(getattr(setting, f.name))}" for f in dataclasses.fields(setting)
+                     if f.name in changes and getattr(setting, f.name) != getattr(base, f.name))
+    return setting.replace(name=with_label(base.name, label)) if label else setting
+
+
+__all__ = ["Exp1Setting", "Exp2Setting", "PRESETS", "preset", "named_variant", "format_field", "with_label",
+           "TRAINING_KINDS"]

@@ -14,20 +14,22 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
-from ..experiments.settings import preset
-
-
-def _label(value) -> str:
-    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else f"{value:g}" \
-        if isinstance(value, float) else str(value)
+from ..experiments.settings import Exp1Setting, Exp2Setting, format_field, named_variant, preset, with_label
 
 
 def grid(base, axes: dict | None = None, **fixed) -> list:
     """Every combination of `axes` (field -> list of values) applied to `base` (a setting or a
-    preset name), after the `fixed` overrides. Names get the varied values appended,
-    e.g. ``psi3[r=100,delta=0.001]``. Every setting is validated here, before any work."""
-    base = preset(base) if isinstance(base, str) else base
-    base = base.replace(**fixed) if fixed else base
+    preset name), after the `fixed` overrides. Names get the fixed fields that differ from
+    `base` and every varied value appended, e.g. ``psi3[epochs=20,r=100,delta=0.001]``.
+    Every setting is validated here, before any work."""
+    if isinstance(base, str):
+        base = preset(base, **fixed)
+    elif isinstance(base, (Exp1Setting, Exp2Setting)):
+        base = named_variant(base, **fixed) if fixed else base
+    else:
+        raise TypeError(f"base: expected a setting or a preset name, got {type(base).__name__}")
+    if axes is not None and not isinstance(axes, dict):
+        raise TypeError(f"axes: expected a dict of field -> list of values, got {type(axes).__name__}")
     axes = dict(axes or {})
     for field, values in axes.items():
         if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
@@ -40,8 +42,8 @@ def grid(base, axes: dict | None = None, **fixed) -> list:
     out = []
     for combo in itertools.product(*(list(axes[n]) for n in names)):
         changes = dict(zip(names, combo))
-        label = ",".join(f"{n}={_label(v)}" for n, v in changes.items())
-        out.append(base.replace(name=f"{base.name}[{label}]", **changes))
+        label = ",".join(f"{n}={format_field(v)}" for n, v in changes.items())
+        out.append(base.replace(name=with_label(base.name, label), **changes))
     return out
 
 
