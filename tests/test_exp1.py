@@ -105,11 +105,12 @@ def test_evaluation_sets_and_false_structure():
         exp1.false_structure(np.zeros((4, 3)))
 
 
-def _grid(n=20001, x2=None, rng=np.random.default_rng(0)):
-    """Points of S_eps x [0, 1]: a dense grid in x1, random x2."""
+def _grid(n=20001, x2=None, seed=0):
+    """Points of S_eps x [0, 1]: a dense grid in x1, random x2 (a function of n and seed:
+    a fresh generator per call, so no test depends on which ran before it)."""
     x1 = np.linspace(A / (K + 1), 1.0, n)
     x1 = x1[exp1.in_stable_region(x1)]
-    x2 = rng.random(len(x1)) if x2 is None else np.full(len(x1), x2)
+    x2 = np.random.default_rng(seed).random(len(x1)) if x2 is None else np.full(len(x1), x2)
     return np.stack([x1, x2], axis=1)
 
 

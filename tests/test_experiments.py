@@ -74,16 +74,22 @@ def test_presets_follow_the_paper():
     assert e.network() == fs.paper_cnn()
 
 
-@pytest.mark.parametrize("name, changes, field", [
-    ("psi3", dict(batch_size=6000), "batch_size"), ("psi3", dict(eps=0.05), "eps"),
-    ("psi3", dict(delta=0.02), "delta"), ("psi3", dict(shuffle="epoch"), "shuffle"),
-    ("psi3", dict(sampler="grid"), "sampler"), ("psi3", dict(dtype="float16"), "dtype"),
-    ("psi3", dict(widths=[2, 3]), "widths"), ("psi3", dict(learning_rate=-1.0), "learning_rate"),
-    ("exp2", dict(layout="keras"), "layout"), ("exp2", dict(intervals=[(0.01, 0.009)]), "intervals"),
-    ("exp2", dict(batch_size=61), "batch_size"), ("exp2", dict(horizontal_label=2), "horizontal_label"),
+@pytest.mark.parametrize("name, changes, exc, field", [
+    ("psi3", dict(batch_size=6000), ValueError, "batch_size"),
+    ("psi3", dict(eps=0.05), ValueError, "eps"),
+    ("psi3", dict(delta=0.02), ValueError, "delta"),
+    ("psi3", dict(shuffle="epoch"), ValueError, "shuffle"),
+    ("psi3", dict(sampler="grid"), ValueError, "sampler"),
+    ("psi3", dict(dtype="float16"), TypeError, "dtype"),
+    ("psi3", dict(widths=[2, 3]), ValueError, "widths"),
+    ("psi3", dict(learning_rate=-1.0), ValueError, "learning_rate"),
+    ("exp2", dict(layout="keras"), ValueError, "layout"),
+    ("exp2", dict(intervals=[(0.01, 0.009)]), ValueError, "intervals"),
+    ("exp2", dict(batch_size=61), ValueError, "batch_size"),
+    ("exp2", dict(horizontal_label=2), ValueError, "horizontal_label"),
 ])
-def test_bad_settings_are_refused(name, changes, field):
-    with pytest.raises((ValueError, TypeError), match=field):
+def test_bad_settings_are_refused(name, changes, exc, field):
+    with pytest.raises(exc, match=rf"\b{field}\b"):
         preset(name, **changes)
 
 
@@ -113,17 +119,35 @@ def test_setting_train_equals_manual_pipeline():
     np.testing.assert_array_equal(X0[..., 1], 0.0)
 
 
-def test_psi1_reaches_the_false_structure():
-    """Psi1 (T^7_delta, batch 7, no shuffle, the paper's 30000 epochs in float64) with seed 0
-    learns the false structure: it reads x2 and predicts 0 on all of C_0."""
+def test_psi1_fits_its_data_and_is_unstable_at_the_scale_of_delta():
+    """Psi1 (T^7_delta, batch 7, no shuffle, the paper's 30000 epochs in float64), for each of
+    the paper's four seeds: the network fits its 7 training points, agrees with f_a on every
+    stable point of C_delta, and DeepFool flips every one of those points with a median radius
+    of about delta / 2 (0.43 to 0.59 delta over seeds 0..63): the label rides on x2 = delta."""
+    s = preset("psi1")
+    seeds = [0, 1, 2, 3]
+    fit = s.train(seeds, progress=False)
+    net = s.network()
+    X_train, y_train = s.data(seeds)
+    for i in range(len(seeds)):
+        np.testing.assert_array_equal(fs.predict(net, fit.params.select([i]), X_train[i])[0],
+                                      y_train[i], err_msg=f"seed {seeds[i]}: training points")
+    v = s.evaluate(net, fit.params)
+    np.testing.assert_array_equal(v.agreement_delta, 1.0)
+    summary = fs.stability(net, fit.params, s.attack_points())
+    np.testing.assert_array_equal(summary.flipped_fraction, 1.0)
+    assert np.all(np.abs(summary.median_radius / exp1.DELTA - 0.5) < 0.15), summary.median_radius
+
+
+def test_psi1_seed0_verdict_is_pinned():
+    """A pinned regression value, not a property of Psi1: with the paper's protocol only about
+    half of the seeds (2 of seeds 0..3, 54% of 1,000) end "false"; seed 0 does, and any change
+    in the training arithmetic or data shows up here first."""
     s = preset("psi1")
     fit = s.train([0], progress=False)
     v = s.evaluate(s.network(), fit.params)
     assert v.verdict.tolist() == ["false"]
     assert v.agreement_delta[0] == 1.0 and v.ones_0[0] == 0.0
-    X, _ = exp1.evaluation_set()
-    radius = fs.stability(s.network(), fit.params, X[exp1.in_stable_region(X[:, 0])]).median_radius[0]
-    assert radius < exp1.DELTA  # a perturbation of the order of delta flips it
 
 
 def test_exp2_setting_trains_and_evaluates():
@@ -133,6 +157,13 @@ def test_exp2_setting_trains_and_evaluates():
     fit = s.train([0], progress=False)
     table = s.evaluate(s.network(), fit.params)
     assert table.tilde.shape == (1, 4) and table.size == 50
+    # each entry is the trained network's accuracy counted directly on that test set
+    for i, (b, c) in enumerate(s.intervals):
+        for code, acc in (("tilde", table.tilde), ("hat", table.hat)):
+            Xt, yt, _ = exp2.test_set(b, c, n=50, code=code, seed=i, dtype=s.dtype,
+                                      horizontal_label=s.horizontal_label)
+            direct = (fs.predict(s.network(), fit.params, Xt) == yt.astype(np.int64)).mean(axis=1)
+            np.testing.assert_array_equal(acc[:, i], direct, err_msg=f"{code} interval {i}")
 
 
 def test_plots(tmp_path):
@@ -144,11 +175,15 @@ def test_plots(tmp_path):
     fig.savefig(tmp_path / "f2.png")
     cnn = fs.paper_cnn()
     X = exp2.stripe_images(0.01, [True, False], [3, 7])
-    fig = plots.figure3(cnn, fs.init(cnn), X, columns=2)
-    assert [ax.get_title().split(" = ")[1] for ax in fig.axes] in (["horizontal", "vertical"],
-                                                                   ["vertical", "horizontal"],
-                                                                   ["horizontal", "horizontal"],
-                                                                   ["vertical", "vertical"])
+    cnn_params = fs.init(cnn, seeds=[0, 1])
+    for network in (0, 1):
+        for horizontal_label in (0, 1):
+            fig = plots.figure3(cnn, cnn_params, X, network=network, columns=2,
+                                horizontal_label=horizontal_label)
+            labels = fs.predict(cnn, cnn_params, X)[network]
+            want = [f"Phi(x{i + 1}) = " + ("horizontal" if label == horizontal_label else "vertical")
+                    for i, label in enumerate(labels)]
+            assert [ax.get_title() for ax in fig.axes] == want
     fig = plots.radius_histogram({"a": np.array([1e-4, 2e-4, np.inf]), "b": np.array([0.1])})
     assert "1 not flipped" in fig.axes[0].get_legend().get_texts()[0].get_text()
     with pytest.raises(ValueError, match="titles"):
@@ -162,7 +197,9 @@ def test_reproduce_quick_command(tmp_path):
     assert res["quick"] and res["seeds"] == 1
     assert set(res["exp1"]) == {"psi1", "psi2", "psi3", "psi4", "stable"}
     assert res["exp1"]["stable"]["verdict"] == ["original"]
-    assert res["exp1"]["psi1"]["verdict"] == ["false"]  # seed 0, full psi1 protocol even when quick
+    # seed 0 with the full psi1 protocol even when quick: a pinned value (see
+    # test_psi1_seed0_verdict_is_pinned), not a property of every seed
+    assert res["exp1"]["psi1"]["verdict"] == ["false"]
     assert set(res["exp2"]) == {"paper", "authors"}
     report = (out / "report.md").read_text()
     assert "| psi1 |" in report and "Table 1" in report
