@@ -248,3 +248,17 @@ def test_dask_local_cluster_gives_the_same_rows(tmp_path):
     study.run([PSI1, PSI3], seeds=6, store=local, chunk_size=2, progress=False)
     study.run([PSI1, PSI3], seeds=6, store=dask, chunk_size=2, workers=2, threads=1, progress=False)
     assert _key(_rows(local)) == _key(_rows(dask))
+
+
+def test_wilson_interval_is_exact_at_0_and_n():
+    z2 = study.summary.Z95 ** 2
+    for n in (1, 3, 7, 64, 1000, 10**6):
+        low, high = study.wilson_interval(0, n)
+        assert low == 0.0 and high == pytest.approx(z2 / (n + z2), rel=1e-12)  # closed form at k = 0
+        low, high = study.wilson_interval(n, n)
+        assert high == 1.0 and low == pytest.approx(n / (n + z2), rel=1e-12)
+        for k in range(0, n + 1, max(1, n // 50)):
+            low, high = study.wilson_interval(k, n)
+            assert 0.0 <= low <= k / n <= high <= 1.0
+            mirrored = study.wilson_interval(n - k, n)
+            assert (low, high) == pytest.approx((1 - mirrored[1], 1 - mirrored[0]), abs=1e-15)

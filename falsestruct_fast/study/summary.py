@@ -108,9 +108,9 @@ def summarize(store) -> StudySummary:
     in a :class:`StudySummary` whose `skipped` lists what could not be summarised. A path
     is opened read-only: summarising never writes to the store."""
     if not isinstance(store, Store):
-        with Store(store) as db:
+        with Store(store, readonly=True) as db:
             return summarize(db)
-    out = StudySummary()
+    out = StudySummary(skipped=store.problems())
     for s in store.settings():
         rows = store.rows(s["setting_id"])
         if rows:
