@@ -286,8 +286,19 @@ def info(_args) -> int:
 
 
 # ---- parser and main -------------------------------------------------------------------------
+class _Formatter(argparse.HelpFormatter):
+    """argparse's help, with each command's line starting beside its name: argparse measures
+    the command names without their extra indent, so "reproduce" would go on a line of its own."""
+
+    def add_argument(self, action):
+        super().add_argument(action)
+        if isinstance(action, argparse._SubParsersAction):
+            longest = max(map(len, action.choices), default=0)
+            self._action_max_length = max(self._action_max_length, self._current_indent + 2 + longest)
+
+
 def _formatter(prog):
-    return argparse.HelpFormatter(prog, max_help_position=30)
+    return _Formatter(prog, max_help_position=30)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -311,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     threads_help = "CPU threads of the native engine (default: all cores)"
-    p = command("demo", demo, "small Experiment I seed study of psi1 and psi3 with a summary table")
+    p = command("demo", demo, "small Experiment I seed study (psi1, psi3) with a summary table")
     p.add_argument("--seeds", type=_seed_range, default=range(64), help="N or START:STOP (default 64)")
     p.add_argument("--epochs-psi1", type=_integer(0), default=30000,
                    help="epochs for T^7_delta (paper: 30000)")
@@ -362,7 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
                                   "(needs the [plots] extra)")
 
     p = command("settings", settings_command,
-                "every setting stored in a study store: name, id, row count, full definition")
+                "every setting in a store: name, id, row count, full definition")
     p.add_argument("store", help="the SQLite file of a study")
 
     p = command("info", info, "how the engines were built (source hash, CUDA, threads)")

@@ -274,15 +274,16 @@ def _commands(parser):
     return sub
 
 
-def test_every_command_and_option_has_help(capsys):
+def test_every_command_and_option_has_help(capsys, monkeypatch):
     parser = cli.build_parser()
     sub = _commands(parser)
     assert set(sub.choices) == {"demo", "reproduce", "study", "summary", "settings", "info"}
+    monkeypatch.setenv("COLUMNS", "80")
     with pytest.raises(SystemExit):
         main(["--help"])
-    top = capsys.readouterr().out
-    for choice in sub._choices_actions:  # every command with its line in the top-level help
-        assert f"{choice.dest} {' '.join(choice.help.split())}" in " ".join(top.split()), choice.dest
+    top = [line.split() for line in capsys.readouterr().out.splitlines()]
+    for choice in sub._choices_actions:  # every command on one line of the top-level help
+        assert [choice.dest, *choice.help.split()] in top, choice.dest
     for name, p in sub.choices.items():
         for action in p._actions:
             assert action.help and action.help.strip(), f"{name} {action.option_strings}: no help"
@@ -317,3 +318,23 @@ def test_reproduce_quick_says_its_verdicts_differ_from_the_paper(tmp_path):
     for name in ("psi2", "psi3", "psi4"):
         assert "at 100 epochs a different verdict is expected" in verdict_lines[name]
     assert QUICK_NOTE in (tmp_path / "rep" / "report.md").read_text()
+
+
+def test_ctrl_c_during_training_exits_130_in_one_line(tmp_path):
+    import signal
+    store = tmp_path / "int.sqlite"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    proc = subprocess.Popen([sys.executable, "-m", "falsestruct_fast.cli", "study", "--preset", "psi3",
+                             "--epochs", "1000000", "--r", "400", "--seeds", "2", "--no-progress",
+                             "--threads", "1", "--store", str(store)],
+                            cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        first = proc.stderr.readline()  # the setting's description: printed just before training
+        assert first.startswith("psi3"), first
+        proc.send_signal(signal.SIGINT)
+        rest = proc.communicate(timeout=60)[1]
+    finally:
+        proc.kill()
+    assert proc.returncode == 130
+    assert rest == ("falsestruct-fast study: interrupted; finished chunks are stored: rerun the same "
+                    "command to resume\n")
