@@ -264,6 +264,19 @@ def test_leases_of_dead_or_silent_processes_are_taken_over(tmp_path):
         assert sorted(l["seed"] for l in db.leases()) == [2, 3]
 
 
+def test_heartbeat_keeps_leases_fresh(tmp_path):
+    with Store(tmp_path / "beat.sqlite") as db:
+        db.claim("s", [0, 1], limit=2)
+        first = {l["heartbeat"] for l in db.leases()}
+        db.start_heartbeat(every=0.01)
+        deadline = time.time() + 30
+        while {l["heartbeat"] for l in db.leases()} == first and time.time() < deadline:
+            time.sleep(0.01)
+        db.stop_heartbeat()
+        beats = {l["heartbeat"] for l in db.leases()}
+        assert len(beats) == 1 and beats.pop() > first.pop()
+
+
 def test_study_waits_for_seeds_another_process_holds(tmp_path, monkeypatch):
     path = tmp_path / "wait.sqlite"
     d = runner.study_definition(PSI1)
