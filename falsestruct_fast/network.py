@@ -175,7 +175,8 @@ def _seed_array(seeds) -> np.ndarray:
         values = []
         for i, s in enumerate(items):
             if isinstance(s, (bool, np.bool_)) or not isinstance(s, (int, np.integer)):
-                raise TypeError(f"seeds: must be integers, got {type(s).__name__} {s!r} at position {i}")
+                raise TypeError(f"seeds: must be an integer or an iterable of integers; got "
+                                f"{type(s).__name__} {s!r} at position {i}")
             values.append(int(s))
         if values and (min(values) < 0 or max(values) >= 2**64):
             raise ValueError("seeds: must be in [0, 2**64)")

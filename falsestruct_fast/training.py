@@ -141,7 +141,7 @@ def train(
     n_threads = _threads(threads)
     progress_seconds = V.real(progress_seconds, "progress_seconds", maximum=MAX_PROGRESS_SECONDS)
     if progress_seconds <= 0:
-        raise ValueError(f"progress_seconds: must be > 0, got {progress_seconds}")
+        raise ValueError(f"progress_seconds: must be a positive number, got {progress_seconds}")
     flat = flatten(net, params)
     S, P = flat.shape
     dtype = flat.dtype

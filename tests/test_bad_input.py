@@ -645,3 +645,111 @@ def test_native_non_numeric_adam_is_type_error():
 def test_bool_width_is_refused():
     with pytest.raises(TypeError, match=r"widths\[1\]: must be an integer, got bool"):
         fs.MLP([2, True, 1])
+
+
+# ---- issue 21 item 10: small API holes ---------------------------------------------------------
+@pytest.mark.parametrize("seeds,match", [
+    (["3"], r"seeds: must be an integer or an iterable of integers; got str '3' at position 0"),
+    ([1.5], r"seeds: must be an integer or an iterable of integers; got float 1.5 at position 0"),
+    ([0, np.float64(2.0)], r"seeds: must be an integer or an iterable of integers; got float64 .*2.0.* at position 1"),
+    ([True], r"seeds: must be an integer or an iterable of integers; got bool True"),
+    (np.array([1.0, 2.0]), r"seeds: must be a 1-D integer array, got dtype float64"),
+    (1.5, r"seeds: must be an integer or an iterable of integers, got 1.5"),
+])
+def test_non_integer_seeds_refused(problem, seeds, match):
+    net, params, X, y = problem
+    with pytest.raises(TypeError, match=match):
+        fs.init(net, seeds=seeds)
+    with pytest.raises(TypeError, match=match):
+        fs.experiments.preset("psi1", epochs=1).train(seeds, progress=False)
+
+
+def test_integer_seeds_of_any_kind_agree(problem):
+    net = problem[0]
+    ref = fs.init(net, seeds=[3, 4], dtype="float64").flat
+    for seeds in (range(3, 5), np.array([3, 4], np.int32), [np.uint64(3), 4], (3, 4)):
+        np.testing.assert_array_equal(fs.init(net, seeds=seeds, dtype="float64").flat, ref)
+
+
+def test_dtype_none_is_a_type_error(problem):
+    net = problem[0]
+    from falsestruct_fast.experiments import exp1
+
+    for call in (lambda: fs.init(net, seeds=0, dtype=None),
+                 lambda: exp1.training_set(7, dtype=None),
+                 lambda: exp1.evaluation_set(dtype=None),
+                 lambda: fs.experiments.preset("psi1", dtype=None)):
+        with pytest.raises(TypeError, match=r"dtype: must be float32 or float64, got None"):
+            call()
+
+
+@pytest.mark.parametrize("delta,exc,match", [
+    (float("inf"), ValueError, r"delta: must be finite, got inf"),
+    (float("nan"), ValueError, r"delta: must be finite, got nan"),
+    (1e-4 + 1j, TypeError, r"delta: must be a real number, got complex"),
+    ("1e-4", TypeError, r"delta: must be a real number, got str"),
+    (-1e-4, ValueError, r"delta: must be >= 0.0"),
+])
+def test_evaluation_and_training_set_delta(delta, exc, match):
+    from falsestruct_fast.experiments import exp1
+
+    with pytest.raises(exc, match=match):
+        exp1.evaluation_set(delta=delta)
+    with pytest.raises(exc, match=r"delta: "):
+        exp1.training_set(7, delta=delta)
+
+
+def test_classify_structure_accepts_a_list_of_arrays():
+    from falsestruct_fast.experiments import classify_structure
+
+    net = fs.MLP([2, 6, 1])
+    params = fs.init(net, seeds=range(3), dtype="float64")
+    params[0][1] = np.nan  # a diverged network is classified, not refused
+    a = classify_structure(net, params)
+    b = classify_structure(net, list(params))
+    np.testing.assert_array_equal(a.verdict, b.verdict)
+    np.testing.assert_array_equal(a.agreement_delta, b.agreement_delta)
+    assert a.verdict[1] == "neither"
+    with pytest.raises(TypeError, match=r"params: expected a list of arrays"):
+        classify_structure(net, params[0])
+    with pytest.raises(TypeError, match=r"net: expected falsestruct_fast.MLP or CNN"):
+        classify_structure("net", params)
+
+
+@pytest.mark.parametrize("seconds,exc,match", [
+    (float("inf"), ValueError, r"progress_seconds: must be finite"),
+    (1e9, ValueError, r"progress_seconds: must be <= 3600.0"),
+    (0, ValueError, r"progress_seconds: must be a positive number"),
+    ("2", TypeError, r"progress_seconds: must be a real number"),
+])
+def test_progress_seconds_bounded(problem, seconds, exc, match):
+    with pytest.raises(exc, match=match):
+        call_train(problem, progress_seconds=seconds)
+
+
+THREADS_CALLS = {
+    "train": lambda net, p, X, y, t: call_train((net, p, X, y), threads=t),
+    "forward": lambda net, p, X, y, t: fs.forward(net, p, X, threads=t),
+    "predict": lambda net, p, X, y, t: fs.predict(net, p, X, threads=t),
+    "input_grad": lambda net, p, X, y, t: fs.input_grad(net, p, X, threads=t),
+    "loss_and_grad": lambda net, p, X, y, t: fs.loss_and_grad(net, p, X, y, threads=t),
+    "init": lambda net, p, X, y, t: fs.init(net, seeds=0, threads=t),
+    "deepfool": lambda net, p, X, y, t: fs.deepfool(net, p, X, threads=t),
+    "random_attack": lambda net, p, X, y, t: fs.random_attack(net, p, X, threads=t),
+    "fast_gradient_attack": lambda net, p, X, y, t: fs.fast_gradient_attack(net, p, X, threads=t),
+    "stability": lambda net, p, X, y, t: fs.stability(net, p, X, threads=t),
+    "classify_structure": lambda net, p, X, y, t: fs.experiments.classify_structure(net, p, threads=t),
+}
+
+
+@pytest.mark.parametrize("name", sorted(THREADS_CALLS))
+@pytest.mark.parametrize("threads,exc,match", [
+    (5 * 10**7, ValueError, r"threads: must be <= 1024, got 50000000"),
+    (0, ValueError, r"threads: must be >= 1, got 0"),
+    (2.0, TypeError, r"threads: must be an integer, got float"),
+])
+def test_threads_capped_everywhere(problem, name, threads, exc, match):
+    net, params, X, y = problem
+    with pytest.raises(exc, match=match):
+        THREADS_CALLS[name](net, params, X, y, threads)
+    THREADS_CALLS[name](net, params, X, y, 1024)  # the cap itself is accepted

@@ -51,8 +51,10 @@ def smallest_flipping_scale(net: Network, params, X, directions: np.ndarray, *, 
     dirs = np.where(searching[..., None], directions, 0.0)
 
     def flips(alpha):
-        r = (alpha[..., None] * dirs).astype(dtype)
+        # Scales past the float range (huge x) give inf steps: such flips become NON_FINITE
+        # in AttackResult.build.
         with np.errstate(invalid="ignore", over="ignore"):
+            r = (alpha[..., None] * dirs).astype(dtype)
             z = logits_of_rows(net, flat, np.ascontiguousarray(Xs + r), threads)
         return _labels(z) != label0, r
 
@@ -77,7 +79,7 @@ def smallest_flipping_scale(net: Network, params, X, directions: np.ndarray, *, 
         todo = found & (hi - lo > rtol * hi)
         if not todo.any():
             break
-        mid = 0.5 * (lo + hi)
+        mid = 0.5 * lo + 0.5 * hi  # lo + hi may overflow
         flipped, _ = flips(np.where(todo, mid, hi))
         evals += todo
         hi = np.where(todo & flipped, mid, hi)
