@@ -8,8 +8,8 @@
 from .grid import grid, load_toml
 from .runner import StudyReport, run, run_chunk, setting_from_dict
 from .store import COLUMN_NAMES, Store, StoreError, setting_id
-from .summary import SettingSummary, format_summary, plot_summary, summarize, wilson_interval
+from .summary import SettingSummary, StudySummary, format_summary, plot_summary, summarize, wilson_interval
 
 __all__ = ["run", "run_chunk", "StudyReport", "setting_from_dict", "grid", "load_toml", "Store", "StoreError",
            "setting_id", "COLUMN_NAMES", "summarize", "format_summary", "plot_summary",
-           "SettingSummary", "wilson_interval"]
+           "SettingSummary", "StudySummary", "wilson_interval"]
