@@ -241,10 +241,11 @@ def init(net: Network, seeds=0, dtype="float32", threads: int | None = None) -> 
     Parameters
     ----------
     net : MLP or CNN
-    seeds : int or iterable of int
-        One network per seed (S = number of seeds). Weight e of layer l of seed s is drawn
-        from a counter-based generator as a function of (s, l, e) alone, so a seed gives the
-        same network alone or among others, for both dtypes (float32 = rounded float64).
+    seeds : int, range, integer array or iterable of int, each in [0, 2**64)
+        One network per seed (S = number of seeds, at most 2**31 - 1). Weight e of layer l
+        of seed s is drawn from a counter-based generator as a function of (s, l, e) alone,
+        so a seed gives the same network alone or among others, for both dtypes (float32 =
+        rounded float64). Non-integers (1.5, "3", True) are a TypeError.
     dtype : "float32" or "float64"
     threads : int in [1, 1024], optional
         CPU threads (default: all cores).
@@ -254,6 +255,12 @@ def init(net: Network, seeds=0, dtype="float32", threads: int | None = None) -> 
     Params
         One network's arrays (``net.param_shapes()``, Keras order) with a leading axis S, of
         `dtype`, views of one (S, P) array.
+
+    Raises
+    ------
+    MemoryError
+        When the (S, P) array would not fit in the available memory (estimated from
+        ``len(seeds)`` before a range or array of seeds is materialised).
     """
     check_net(net)
     dt = V.float_dtype(dtype)
@@ -339,13 +346,15 @@ def forward(net: Network, params, X, threads: int | None = None) -> np.ndarray:
     net : MLP or CNN
     params : Params or list of arrays with leading axis S
     X : array (N, *input_shape) shared by all networks, or (S, N, *input_shape); dtype must
-        equal the params'. MLP: (N, d); CNN: (N, H, W, C) images (NHWC).
-    threads : int, optional
+        equal the params'. MLP: (N, d); CNN: (N, H, W, C) images (NHWC). N at most
+        2**31 - 1 (:data:`MAX_ROWS`).
+    threads : int in [1, 1024], optional
 
     Returns
     -------
     ndarray (S, N, K) of the params' dtype. Rows are evaluated in tiles, so memory use does
-    not grow with N beyond the output.
+    not grow with N beyond the output; a MemoryError before any work when the output would
+    not fit in the available memory.
     """
     flat = flatten(net, params)
     X, _ = data_arrays(net, flat.shape[0], flat.dtype, X)
@@ -446,9 +455,9 @@ def loss_and_grad(net: Network, params, X, y, *, wrt_input: bool = False, thread
     y : targets, see :func:`data_arrays` (0/1 for sigmoid, class indices for softmax)
     wrt_input : bool
         Also return the gradient of each network's mean loss with respect to X.
-    threads : int, optional
+    threads : int in [1, 1024], optional
         CPU threads (default: all cores).
-    chunk_size : int, optional
+    chunk_size : int in [1, max_batch_rows(net)], optional
         Rows per native call. The native pass holds the activations of every layer for the
         rows of one call, so the rows are processed in chunks to keep that memory bounded;
         the default (:func:`default_chunk_rows`) keeps about ``LOSS_GRAD_CHUNK_SCALARS``

@@ -34,7 +34,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import _validate as V
-from ..network import Network, predict
+from .. import memory
+from ..network import MAX_ROWS, Network, predict
 
 SIZE = 32
 WIDTH = 3
@@ -75,11 +76,8 @@ def _geometry(size, width) -> tuple[int, int]:
 
 
 def _positive_float(value, name: str) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name}: must be a real number, got {value!r}") from None
-    if not (math.isfinite(value) and value > 0):
+    value = V.real(value, name)
+    if not value > 0:
         raise ValueError(f"{name}: must be finite and > 0, got {value}")
     return value
 
@@ -233,8 +231,9 @@ def test_set(b: float, c: float, n: int = 1000, code: str = "tilde", seed: int =
     Parameters
     ----------
     b, c : float, 0 < b <= c
-    n : int >= 1
-        Number of images (the paper's 1000).
+    n : int in [1, 2**31 - 1]
+        Number of images (the paper's 1000); a MemoryError when they would not fit in the
+        available memory.
     code : {"tilde", "hat"}
     seed : int >= 0
     horizontal_label : {0, 1}
@@ -252,11 +251,14 @@ def test_set(b: float, c: float, n: int = 1000, code: str = "tilde", seed: int =
     c = _positive_float(c, "c")
     if b > c:
         raise ValueError(f"b, c: need b <= c, got b = {b}, c = {c}")
-    n = V.integer(n, "n", minimum=1)
+    n = V.integer(n, "n", minimum=1, maximum=MAX_ROWS)
     code = V.option(code, "code", CODES)
     label = _label(horizontal_label)
     P = n_positions(size, width)
     dt = V.float_dtype(dtype)
+    # the images in float64 while drawn, then in dtype
+    memory.check_fits(n * size * size * (8 + dt.itemsize), f"n: {n} images of {size}x{size}",
+                      "use a smaller n")
     rng = np.random.Generator(np.random.Philox(key=V.integer(seed, "seed", minimum=0)))
     a = np.clip(rng.uniform(b, c, n), b, c)
     horizontal = rng.random(n) < 0.5
@@ -415,7 +417,7 @@ def table1(net: Network, params, intervals=TABLE1_INTERVALS, size: int = 1000, s
         of an interval hold the same (a, orientation, position) draws).
     horizontal_label : {0, 1}
         The label the networks give horizontal stripes (1 for the authors' weights).
-    threads : int, optional
+    threads : int in [1, 1024], optional
         CPU threads for the forward pass.
 
     Returns
@@ -426,6 +428,7 @@ def table1(net: Network, params, intervals=TABLE1_INTERVALS, size: int = 1000, s
     size = V.integer(size, "size", minimum=1)
     seed = V.integer(seed, "seed", minimum=0)
     label = _label(horizontal_label)
+    V.threads(threads)
     shape = tuple(getattr(net, "input_shape", ()))
     if len(shape) != 3 or shape[2] != 1 or shape[0] != shape[1]:
         raise ValueError(f"net: expects input (size, size, 1) stripe images, got input_shape {shape}")

@@ -88,7 +88,7 @@ def classify_structure(net: Network, params, *, agreement: float = 0.95, zero: f
     delta : height of x2 in C_delta (the training sets' delta).
     a, K, eps : the experiment's constants; eps defines S_eps.
     stable_only : score only grid points with t in S_eps (default), else every point.
-    threads : CPU threads for the forward passes.
+    threads : CPU threads for the forward passes, in [1, 1024] (default: all cores).
 
     Returns
     -------
