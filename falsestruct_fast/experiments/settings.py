@@ -30,7 +30,7 @@ import numpy as np
 from .. import _validate as V
 from ..cnn import paper_cnn
 from ..mlp import MLP
-from ..network import init
+from ..network import _seed_array, init
 from ..optim import Adam
 from ..training import SHUFFLE_MODES, TrainResult, train
 from . import exp1, exp2
@@ -66,8 +66,8 @@ class _Setting:
         object.__setattr__(self, "batch_size", V.integer(self.batch_size, "batch_size", minimum=1))
         V.option(self.shuffle, "shuffle", SHUFFLE_MODES)
         object.__setattr__(self, "dtype", V.float_dtype(self.dtype).name)
-        lr = float(self.learning_rate)
-        if not (np.isfinite(lr) and lr > 0):
+        lr = V.real(self.learning_rate, "learning_rate")
+        if not lr > 0:
             raise ValueError(f"learning_rate: must be a positive number, got {self.learning_rate}")
 
     def train(self, seeds, threads: int | None = None, progress=True, record_every: int | None = None,
@@ -75,7 +75,7 @@ class _Setting:
         """Initialise one network per seed (Glorot uniform, seeded), draw each seed's training
         data, and train them all in one fused native call with Adam (TF1 defaults and
         `learning_rate`). Returns the :class:`~falsestruct_fast.TrainResult`."""
-        seeds = list(seeds) if not isinstance(seeds, (int, np.integer)) else [int(seeds)]
+        seeds = [int(s) for s in _seed_array(seeds)]  # TypeError naming seeds for '3' or 1.5
         net = self.network()
         X, y = self.data(seeds)
         params = init(net, seeds=seeds, dtype=self.dtype, threads=threads)
@@ -127,7 +127,7 @@ class Exp1Setting(_Setting):
         if self.batch_size > self.r:
             raise ValueError(f"batch_size: {self.batch_size} is larger than the training set size r = {self.r}")
         exp1.stable_intervals(self.a, self.K, self.eps)  # refuses eps >= b^2 / (2 (a - b))
-        if not 0 < float(self.delta) < self.eps:
+        if not 0 < V.real(self.delta, "delta") < self.eps:
             raise ValueError(f"delta: must be in (0, eps = {self.eps}), got {self.delta}")
         V.option(self.sampler, "sampler", exp1.SAMPLERS)
         V.option(self.distribution, "distribution", exp1.DISTRIBUTIONS)
@@ -198,7 +198,7 @@ class Exp2Setting(_Setting):
 
     def __post_init__(self):
         self._check_common()
-        if not (np.isfinite(self.a) and self.a > 0):
+        if not V.real(self.a, "a") > 0:
             raise ValueError(f"a: must be a positive number, got {self.a}")
         V.option(self.layout, "layout", ("paper", "authors"))
         V.integer(self.horizontal_label, "horizontal_label", minimum=0, maximum=1)
