@@ -68,3 +68,109 @@ def native_train(net, params, X, y, *, shuffle, epochs, batch_size, record_every
                              record_every, loss_h, acc_h, 1, None, 2.0, emulate)
     assert done == S * epochs
     return theta, m, v, loss_h, acc_h
+
+
+# ----------------------------------------------------------------------------------------
+# a fresh interpreter: calls that could crash (a signal) fail the test instead of pytest
+# ----------------------------------------------------------------------------------------
+def python_subprocess(script: str, *args: str, **popen):
+    """Popen of `python -c script args...` importing the very falsestruct_fast under test.
+    stdout and stderr are text pipes."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import falsestruct_fast
+
+    env = dict(os.environ)
+    package_parent = str(Path(falsestruct_fast.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
+    return subprocess.Popen([sys.executable, "-c", script, *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, **popen)
+
+
+def run_python(script: str, *args: str, timeout: float = 120.0):
+    """(returncode, stdout, stderr) of `python -c script args...` (see python_subprocess);
+    a negative returncode is the signal that killed it."""
+    proc = python_subprocess(script, *args)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except BaseException:
+        proc.kill()
+        proc.communicate()
+        raise
+    return proc.returncode, out, err
+
+
+# ----------------------------------------------------------------------------------------
+# valid arguments of every _native binding (for argument checks and fuzzing)
+# ----------------------------------------------------------------------------------------
+# The array arguments each binding writes in place.
+NATIVE_OUTPUTS = {
+    "net_init": ("theta",),
+    "net_forward": ("out",),
+    "net_logit_input_grads": ("out",),
+    "net_loss_and_grad": ("loss_out", "grad_out", "input_grad_out"),
+    "net_deepfool": ("perturbation_out", "iterations_out", "status_out"),
+    "net_train": ("theta", "adam_m", "adam_v", "loss_history", "acc_history"),
+}
+
+
+def spec_logits(spec):
+    """Logits K of a native spec [in_h, in_w, in_c, then (kind, units, k, relu) per layer]:
+    the last layer's h * w * c (dense 0: 1 x 1 x units, conv 1: filters, max-pool 2: halves)."""
+    h, w, c = spec[:3]
+    for kind, units, _k, _relu in zip(*[iter(spec[3:])] * 4):
+        if kind == 0:
+            h, w, c = 1, 1, units
+        elif kind == 1:
+            c = units
+        else:
+            h, w = (h + 1) // 2, (w + 1) // 2
+    return h * w * c
+
+
+def native_call_args(func, spec, *, S=2, N=5, dtype=np.float64, loss_kind=0, seed=0):
+    """Keyword arguments of a valid call of _native.<func> for network `spec`: S networks
+    initialised from seeds 0..S-1, N Gaussian rows, targets for loss_kind (0 sigmoid, 1
+    softmax); float outputs filled with NaN and int outputs with -7, so that an output the call
+    does not write is visible."""
+    rng = np.random.default_rng(seed)
+    dtype = np.dtype(dtype)
+    P = _native.n_params(spec)
+    d = spec[0] * spec[1] * spec[2]
+    theta = np.empty((S, P), dtype)
+    _native.net_init(spec, np.arange(S, dtype=np.uint64), theta, 1)
+    K = spec_logits(spec)
+    X = rng.standard_normal((N, d)).astype(dtype)
+    if loss_kind == 0:
+        Y = rng.integers(0, 2, (N, K)).astype(dtype)
+    else:
+        Y = rng.integers(0, K, (N, 1)).astype(dtype)
+
+    def nan(*shape, dt=dtype):
+        return np.full(shape, np.nan, dt)
+
+    common = dict(n_threads=1)
+    if func == "net_init":
+        return dict(spec=spec, seeds=np.arange(S, dtype=np.uint64), theta=nan(S, P), **common)
+    if func in ("net_forward", "net_logit_input_grads"):
+        out = nan(S, N, K) if func == "net_forward" else nan(S, N, K, d)
+        return dict(spec=spec, theta=theta, X=X, out=out, **common)
+    if func == "net_loss_and_grad":
+        return dict(spec=spec, loss_kind=loss_kind, theta=theta, X=X, Y=Y, loss_out=nan(S),
+                    grad_out=nan(S, P), input_grad_out=nan(S, N, d), **common)
+    if func == "net_deepfool":
+        return dict(spec=spec, theta=theta, X=X, perturbation_out=nan(S, N, d),
+                    iterations_out=np.full((S, N), -7, np.int32),
+                    status_out=np.full((S, N), -7, np.int32), overshoot=0.02, max_iter=10,
+                    linf=False, candidates=1, foolbox=False, clip=None, **common)
+    if func == "net_train":
+        epochs, record_every = 2, 1
+        return dict(spec=spec, loss_kind=loss_kind, shuffle=1, adam=(1e-3, 0.9, 0.999, 1e-8), X=X,
+                    Y=Y, theta=theta, adam_m=np.zeros((S, P), dtype), adam_v=np.zeros((S, P), dtype),
+                    seeds=np.arange(S, dtype=np.uint64), epochs=epochs, batch_size=max(1, N // 2),
+                    step0=0, record_every=record_every, loss_history=nan(S, epochs, dt=np.float64),
+                    acc_history=nan(S, epochs, dt=np.float64), **common)
+    raise ValueError(f"func: unknown binding {func!r}")
