@@ -443,6 +443,16 @@ def max_batch_rows(net: Network) -> int:
     return max(1, MAX_ROW_SCALARS // _row_scalars(net))
 
 
+def batch_rows(net: Network, rows, name: str) -> int:
+    """`rows` (rows of one native loss/gradient pass) as an int in [1, max_batch_rows(net)]."""
+    rows = V.integer(rows, name, minimum=1)
+    limit = max_batch_rows(net)
+    if rows > limit:
+        raise ValueError(f"{name}: {rows} rows of this network exceed the native engine's 32-bit "
+                         f"workspace indexing; at most {limit} rows per pass")
+    return rows
+
+
 def loss_and_grad(net: Network, params, X, y, *, wrt_input: bool = False, threads: int | None = None,
                   chunk_size: int | None = None):
     """Mean loss over all rows and its gradient, for every network.
@@ -475,7 +485,7 @@ def loss_and_grad(net: Network, params, X, y, *, wrt_input: bool = False, thread
     """
     check_net(net)
     if chunk_size is not None:
-        chunk_size = V.integer(chunk_size, "chunk_size", minimum=1, maximum=max_batch_rows(net))
+        chunk_size = batch_rows(net, chunk_size, "chunk_size")
     flat = flatten(net, params)
     S = flat.shape[0]
     X, Y = data_arrays(net, S, flat.dtype, X, y)

@@ -9,8 +9,8 @@ import numpy as np
 from . import _validate as V
 from . import memory
 from ._native_loader import _cuda, _native
-from .network import (_LOSS_KIND, Network, Params, _seed_array, _threads, check_net, data_arrays, flatten,
-                      max_batch_rows, unflatten)
+from .network import (_LOSS_KIND, Network, Params, _seed_array, _threads, batch_rows, check_net, data_arrays,
+                      flatten, unflatten)
 from .optim import Adam, AdamState
 from .progress import progress_callback
 
@@ -134,10 +134,7 @@ def train(
         raise TypeError(f"optimizer: expected falsestruct_fast.Adam, got {type(optimizer).__name__}")
     check_net(net)
     epochs = V.integer(epochs, "epochs", minimum=0, maximum=_INT32_MAX)
-    batch_size = V.integer(batch_size, "batch_size", minimum=1, maximum=_INT32_MAX)
-    if batch_size > max_batch_rows(net):
-        raise ValueError(f"batch_size: {batch_size} rows of this network exceed the native engine's "
-                         f"32-bit workspace; at most {max_batch_rows(net)}")
+    batch_size = batch_rows(net, batch_size, "batch_size")
     n_threads = _threads(threads)
     progress_seconds = V.real(progress_seconds, "progress_seconds", maximum=MAX_PROGRESS_SECONDS)
     if progress_seconds <= 0:

@@ -82,10 +82,12 @@ def test_batch_rows_beyond_32_bit_workspace_refused():
     net = fs.MLP([2**28, 1])
     assert max_batch_rows(net) == INT32_MAX // _native.workspace_scalars_per_row(net.spec) == 2
     # refused before params or data are looked at (they would be gigabytes)
-    with pytest.raises(ValueError, match=r"batch_size: 3 rows of this network exceed .* at most 2"):
-        fs.train(net, None, None, None, epochs=1, batch_size=3, progress=False)
-    with pytest.raises(ValueError, match=r"chunk_size: must be <= 2, got 3"):
-        fs.loss_and_grad(net, None, None, None, chunk_size=3)
+    for call, name in ((lambda: fs.train(net, None, None, None, epochs=1, batch_size=3, progress=False),
+                        "batch_size"),
+                       (lambda: fs.loss_and_grad(net, None, None, None, chunk_size=3), "chunk_size")):
+        with pytest.raises(ValueError, match=rf"{name}: 3 rows of this network exceed the native "
+                                             r"engine's 32-bit workspace indexing; at most 2 rows"):
+            call()
 
 
 # ---- huge finite inputs in attacks ---------------------------------------------------------------
