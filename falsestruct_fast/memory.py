@@ -48,8 +48,20 @@ def available_bytes() -> int:
 
     ``MemAvailable`` of /proc/meminfo (Linux: free memory plus reclaimable caches); where that
     is missing, the available physical pages from ``os.sysconf``, else the physical memory;
-    where nothing is known, ``2**63 - 1`` (no refusal).
+    where nothing is known, ``2**63 - 1`` (no refusal). Inside a container whose memory
+    cgroup has a limit, at most that limit minus the cgroup's usage (less its inactive file
+    cache), since the container is killed there whatever the machine has free.
     """
+    have = _meminfo_available()
+    if have is None:
+        page = _sysconf("SC_PAGE_SIZE")
+        have = next((page * pages for pages in map(_sysconf, ("SC_AVPHYS_PAGES", "SC_PHYS_PAGES"))
+                     if page and pages), 2**63 - 1)
+    headroom = _cgroup_headroom()
+    return have if headroom is None else min(have, headroom)
+
+
+def _meminfo_available() -> int | None:
     try:
         with open("/proc/meminfo") as f:
             for line in f:
@@ -57,12 +69,41 @@ def available_bytes() -> int:
                     return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
-    page = _sysconf("SC_PAGE_SIZE")
-    for name in ("SC_AVPHYS_PAGES", "SC_PHYS_PAGES"):
-        pages = _sysconf(name)
-        if page and pages:
-            return page * pages
-    return 2**63 - 1
+    return None
+
+
+# (limit, usage, statistics file, its inactive page-cache key): cgroup v2, then v1
+_CGROUP_FILES = (
+    ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current", "/sys/fs/cgroup/memory.stat",
+     "inactive_file"),
+    ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes",
+     "/sys/fs/cgroup/memory/memory.stat", "total_inactive_file"),
+)
+
+
+def _cgroup_headroom() -> int | None:
+    """Bytes the memory cgroup of this process may still use, or None (no limit or unknown)."""
+    for limit_file, usage_file, stat_file, inactive_key in _CGROUP_FILES:
+        try:
+            with open(limit_file) as f:
+                limit = f.read().strip()
+            with open(usage_file) as f:
+                usage = int(f.read())
+        except (OSError, ValueError):
+            continue
+        if limit == "max" or not limit.isdigit() or int(limit) >= 2**62:  # v1 writes ~2**63
+            return None
+        inactive = 0
+        try:
+            with open(stat_file) as f:
+                for line in f:
+                    key, _, value = line.partition(" ")
+                    if key == inactive_key:
+                        inactive = int(value)
+        except (OSError, ValueError):
+            pass
+        return max(0, int(limit) - usage + inactive)
+    return None
 
 
 def _sysconf(name: str) -> int:
@@ -110,8 +151,7 @@ def estimate_train_bytes(net, n_networks: int, n_rows: int, batch_size: int, dty
     N = V.integer(n_rows, "n_rows", minimum=1)
     B = V.integer(batch_size, "batch_size", minimum=1)
     itemsize = V.float_dtype(dtype).itemsize
-    if threads is not None:
-        threads = V.integer(threads, "threads", minimum=1)
+    threads = V.threads(threads) or None
     targets = net.n_logits if net.loss == "sigmoid" else 1
     data = N * (net.n_inputs + targets) * itemsize
     return _train_bytes(net, S, N, B, itemsize, threads, data, _DEFAULT_RECORDS)

@@ -174,6 +174,19 @@ def test_available_bytes_reads_meminfo_with_fallback(monkeypatch):
     assert isinstance(fallback, int) and fallback > 0
 
 
+def test_available_bytes_respects_a_cgroup_limit(tmp_path, monkeypatch):
+    limit, usage, stat = tmp_path / "memory.max", tmp_path / "memory.current", tmp_path / "memory.stat"
+    files = ((str(limit), str(usage), str(stat), "inactive_file"),)
+    monkeypatch.setattr(memory, "_CGROUP_FILES", files)
+    monkeypatch.setattr(memory, "_meminfo_available", lambda: 8 * 10**9)
+    limit.write_text("1000000000\n")
+    usage.write_text("600000000\n")
+    stat.write_text("active_file 5\ninactive_file 100000000\n")
+    assert memory.available_bytes() == 10**9 - 6 * 10**8 + 10**8
+    limit.write_text("max\n")  # no limit: the machine's figure
+    assert memory.available_bytes() == 8 * 10**9
+
+
 def test_estimate_train_bytes_counts_four_parameter_arrays():
     net = fs.MLP([2, 104, 1])
     P = net.n_params
