@@ -223,6 +223,8 @@ def flatten(net: Network, params, name: str = "params", check_finite: bool = Tru
     S = first.shape[0]
     if S < 1:
         raise ValueError(f"{name}: no networks (S = 0)")
+    if S > MAX_NETWORKS:
+        raise ValueError(f"{name}: {S} networks; at most {MAX_NETWORKS} (2**31 - 1) per call")
     for i, (a, shape) in enumerate(zip(params, shapes)):
         if not isinstance(a, np.ndarray):
             raise TypeError(f"{name}[{i}]: expected a NumPy array, got {type(a).__name__}")
@@ -232,6 +234,9 @@ def flatten(net: Network, params, name: str = "params", check_finite: bool = Tru
             raise ValueError(f"{name}[{i}]: expected shape {(S,) + shape}, got {a.shape}")
         if check_finite:
             V.finite(a, f"{name}[{i}]")
+    memory.check_fits(S * net.n_params * dtype.itemsize,
+                      f"{name}: a working copy of {S} networks x {net.n_params} parameters",
+                      "pass fewer networks per call")
     return np.concatenate([a.reshape(S, -1) for a in params], axis=1)
 
 

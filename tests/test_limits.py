@@ -209,26 +209,26 @@ def test_estimate_train_bytes_counts_four_parameter_arrays():
         memory.estimate_train_bytes(net, 0, 60, 60, "float32")
 
 
-@pytest.fixture
-def little_memory(monkeypatch):
-    monkeypatch.setattr(memory, "available_bytes", lambda: 100)
-
-
-@pytest.mark.parametrize("call,match", [
-    (lambda net, p, X, y: fs.train(net, p, X, y, epochs=1, batch_size=5, progress=False),
-     r"train: 2 networks of 21 parameters \(float64\) need about .* MB, but only 0.0001 MB of memory "
+# Budgets between what the parameters' working copy needs (2 x 21 float64: 336 bytes) and
+# what each call needs on top, so that each call's own estimate is what refuses.
+@pytest.mark.parametrize("budget,call,match", [
+    (400, lambda net, p, X, y: fs.train(net, p, X, y, epochs=1, batch_size=5, progress=False),
+     r"train: 2 networks of 21 parameters \(float64\) need about .* MB, but only 0.0004 MB of memory "
      r"is available; train fewer networks per call"),
-    (lambda net, p, X, y: fs.forward(net, p, X), r"forward: outputs for 2 networks x 10 rows need"),
-    (lambda net, p, X, y: fs.input_grad(net, p, X), r"input_grad: outputs for 2 networks x 10 rows"),
-    (lambda net, p, X, y: fs.deepfool(net, p, X), r"deepfool: outputs for 2 networks x 10 rows"),
-    (lambda net, p, X, y: fs.loss_and_grad(net, p, X, y), r"loss_and_grad: 2 networks x 10 rows"),
-    (lambda net, p, X, y: fs.init(net, seeds=range(2)), r"seeds: 2 networks of 21 parameters"),
-    (lambda net, p, X, y: exp1.training_set(10, seed=[1, 2]), r"r: 2 training sets of 10 points"),
-    (lambda net, p, X, y: exp1.evaluation_set(10), r"n: an evaluation set of 10 points"),
-], ids=["train", "forward", "input_grad", "deepfool", "loss_and_grad", "init", "training_set",
-        "evaluation_set"])
-def test_calls_beyond_available_memory_refused(problem, little_memory, call, match):
+    (400, lambda net, p, X, y: fs.forward(net, p, X), r"forward: outputs for 2 networks x 10 rows need"),
+    (400, lambda net, p, X, y: fs.input_grad(net, p, X), r"input_grad: outputs for 2 networks x 10 rows"),
+    (400, lambda net, p, X, y: fs.deepfool(net, p, X), r"deepfool: outputs for 2 networks x 10 rows"),
+    (400, lambda net, p, X, y: fs.loss_and_grad(net, p, X, y), r"loss_and_grad: 2 networks x 10 rows"),
+    (100, lambda net, p, X, y: fs.forward(net, p, X),
+     r"params: a working copy of 2 networks x 21 parameters need about 0.000336 MB"),
+    (100, lambda net, p, X, y: fs.init(net, seeds=range(2)), r"seeds: 2 networks of 21 parameters"),
+    (100, lambda net, p, X, y: exp1.training_set(10, seed=[1, 2]), r"r: 2 training sets of 10 points"),
+    (100, lambda net, p, X, y: exp1.evaluation_set(10), r"n: an evaluation set of 10 points"),
+], ids=["train", "forward", "input_grad", "deepfool", "loss_and_grad", "params-copy", "init",
+        "training_set", "evaluation_set"])
+def test_calls_beyond_available_memory_refused(problem, monkeypatch, budget, call, match):
     net, params, X, y = problem
+    monkeypatch.setattr(memory, "available_bytes", lambda: budget)
     with pytest.raises(MemoryError, match=match):
         call(net, params, X, y)
 
