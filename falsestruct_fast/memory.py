@@ -27,6 +27,9 @@ _FORWARD_TILE_ROWS = 512
 _FORWARD_TILE_SCALARS = 1 << 21
 # Loss/accuracy records train() keeps per network by default (about 100, plus the last epoch).
 _DEFAULT_RECORDS = 101
+# check_fits does not ask the system (about 0.1 ms) for calls needing less than this: small
+# calls are frequent, and a machine without 64 MiB to spare fails anyway.
+ALWAYS_FITS_BYTES = 64 << 20
 
 
 def scratch_bytes() -> int:
@@ -186,7 +189,9 @@ def estimate_loss_grad_bytes(net, n_networks: int, n_rows: int, chunk_rows: int,
 
 def check_fits(needed: int, what: str, hint: str) -> None:
     """Raises MemoryError ("{what} need about ..., but only ... is available; {hint}") when
-    `needed` bytes exceed :func:`available_bytes`."""
+    `needed` bytes exceed :func:`available_bytes` (not asked below ALWAYS_FITS_BYTES)."""
+    if needed < ALWAYS_FITS_BYTES:
+        return
     have = available_bytes()
     if needed > have:
         raise MemoryError(f"{what} need about {_gb(needed)}, but only {_gb(have)} of memory is "

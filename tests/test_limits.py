@@ -229,6 +229,7 @@ def test_estimate_train_bytes_counts_four_parameter_arrays():
 def test_calls_beyond_available_memory_refused(problem, monkeypatch, budget, call, match):
     net, params, X, y = problem
     monkeypatch.setattr(memory, "available_bytes", lambda: budget)
+    monkeypatch.setattr(memory, "ALWAYS_FITS_BYTES", 0)
     with pytest.raises(MemoryError, match=match):
         call(net, params, X, y)
 
@@ -247,3 +248,14 @@ def test_training_set_size_bounded():
         exp1.training_set(r=2**31)
     with pytest.raises(ValueError, match=r"n: must be <= 2147483647"):
         exp1.evaluation_set(n=2**31)
+
+
+def test_small_calls_do_not_ask_the_system(problem, monkeypatch):
+    def unavailable():
+        raise AssertionError("available_bytes consulted for a small call")
+
+    monkeypatch.setattr(memory, "available_bytes", unavailable)
+    net, params, X, y = problem
+    assert fs.forward(net, params, X).shape == (2, 10, 1)
+    with pytest.raises(AssertionError, match="consulted"):
+        memory.check_fits(memory.ALWAYS_FITS_BYTES, "x", "y")
