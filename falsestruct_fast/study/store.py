@@ -142,8 +142,8 @@ class Store:
             raise
         except sqlite3.Error as exc:
             self.db.close()
-            raise StoreError(f"store: {self.path} is not a falsestruct_fast results database "
-                             f"({_one_line(exc)})") from None
+            raise StoreError(f"store: {self.path} is corrupted or not a falsestruct_fast results "
+                             f"database ({_one_line(exc)})") from None
 
     def _connect_readonly(self) -> sqlite3.Connection:
         uri = self.path.resolve().as_uri()
@@ -183,7 +183,7 @@ class Store:
             if not tables:
                 raise StoreError(f"store: {self.path} is an empty database, not a study store")
             return
-        with self._transaction("create the tables"):
+        with self._transaction("open it for writing"):
             for table, columns in (("settings", SETTINGS_COLUMNS), ("leases", LEASE_COLUMNS)):
                 self.db.execute(f"CREATE TABLE IF NOT EXISTS {table} "
                                 f"({', '.join(f'{c} {t}' for c, t in columns)})")
