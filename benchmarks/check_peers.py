@@ -5,7 +5,8 @@ Usage::
     python benchmarks/check_peers.py [--threads 1] [--repeats 5] [--n-steps 200]
 
 Prints microseconds per network-step, ``time / (S * n_steps)``, for every
-available peer at S = 1 and S = 16 in float32 (best of ``--repeats``), then
+available peer at S = 1 and S = 16 in float32 (best of ``--repeats`` alternating rounds, after
+one warm-up call each) and its ratio to the FLOP floor (benchmarks/flops.py), then
 checks that torch_eager and jax_scan agree after 100 float64 steps from the
 same initial weights.  The float64 check runs last because it switches JAX
 into x64 mode for the rest of the process.
@@ -16,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 import numpy as np
 
@@ -32,35 +32,34 @@ def make_data(n_samples: int = 1000, seed: int = 1234):
     return X, y.astype(np.float64)
 
 
-def time_run(run, repeats: int) -> float:
-    """Best wall time of ``run()`` over ``repeats`` calls, in seconds."""
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
 def benchmark(args, X, y) -> None:
+    import falsestruct_fast as fs
+    import flops
+    import timing
+
     avail = peers.available()
     builders = []
     if avail["torch"]:
         builders.append(("torch_eager", lambda S: peers.torch_eager(S, args.n_steps, "float32", args.threads, X, y)))
         builders.append(("torch_vmap", lambda S: peers.torch_vmap(S, args.n_steps, "float32", args.threads, X, y)))
     if avail["jax"]:
-        builders.append(("jax_scan", lambda S: peers.jax_scan(S, args.n_steps, "float32", X, y)))
+        builders.append(("jax_scan vmap", lambda S: peers.jax_scan(S, args.n_steps, "float32", X, y, over="vmap")))
+        builders.append(("jax_scan loop", lambda S: peers.jax_scan(S, args.n_steps, "float32", X, y, over="loop")))
 
-    print(f"float32, n_steps={args.n_steps}, threads={args.threads}, best of {args.repeats}")
-    print(f"FLOP floor at 1 GFLOP/s: {peers.flop_floor_us('float32', 1.0):.1f} us/step "
-          f"({peers.STEP_FLOPS} FLOPs/step)")
-    for name, build in builders:
-        for S in (1, 16):
-            run = build(S)
-            run()  # warm-up (allocator, lazy init, torch.func tracing caches)
-            seconds = time_run(run, args.repeats)
-            us_per_step = seconds * 1e6 / (S * args.n_steps)
-            print(f"  {name:12s} S={S:3d}: {us_per_step:9.2f} us/network-step")
+    net = fs.MLP([peers.N_IN, peers.N_HIDDEN, peers.N_OUT])
+    rates = flops.fma_gflops()
+    floor = flops.floor_us(net, peers.BATCH, "float32", rates)
+    print(f"float32, n_steps={args.n_steps}, threads={args.threads}, 1 warm-up call, best of "
+          f"{args.repeats} alternating rounds")
+    print(f"FLOP floor: {floor:.2f} us/step on one core ({flops.step_flops(net, peers.BATCH)['total']} "
+          f"FLOPs/step at the FMA probe's {rates['float32']:.0f} GFLOP/s)")
+    for S in (1, 16):
+        runs = {name: build(S) for name, build in builders}
+        times = timing.alternate(runs, args.repeats, warmup=1)
+        for name, t in times.items():
+            us_per_step = min(t) * 1e6 / (S * args.n_steps)
+            print(f"  {name:14s} S={S:3d}: {us_per_step:9.2f} us/network-step "
+                  f"({us_per_step / floor:.0f}x the floor)")
 
 
 def numpy_reference(X, y, n_steps: int, seed: int, adam_form: str):
@@ -125,6 +124,7 @@ def check_agreement(X, y, n_steps: int = 100, S: int = 2) -> bool:
         "torch_vmap": (peers.torch_vmap(S, n_steps, "float64", 1, X, y), "torch"),
         "jax_scan S=1": (peers.jax_scan(1, n_steps, "float64", X, y), "tf1"),
         f"jax_scan S={S}": (peers.jax_scan(S, n_steps, "float64", X, y), "tf1"),
+        f"jax_scan S={S} loop": (peers.jax_scan(S, n_steps, "float64", X, y, over="loop"), "tf1"),
     }
     refs = {form: [numpy_reference(X, y, n_steps, seed, form) for seed in range(S)]
             for form in ("torch", "tf1")}

@@ -52,23 +52,25 @@ def _torch_model(torch, dtype):
     return model.to(torch.float64 if dtype == "float64" else torch.float32)
 
 
-def torch_train(n_steps: int, dtype: str, threads: int):
+def torch_train(S: int, n_steps: int, dtype: str, threads: int):
+    """run() performs n_steps steps for each of S PyTorch eager models (a loop over them)."""
     import torch
 
     torch.set_num_threads(threads)
     X, y = data(dtype)
     xb = torch.from_numpy(X).permute(0, 3, 1, 2).contiguous()
     yb = torch.from_numpy(y)[:, None]
-    model = _torch_model(torch, dtype)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-8)
+    models = [_torch_model(torch, dtype) for _ in range(S)]
+    opts = [torch.optim.Adam(m.parameters(), lr=1e-3, eps=1e-8) for m in models]
     loss_fn = torch.nn.BCEWithLogitsLoss()
 
     def run():
         for _ in range(n_steps):
-            opt.zero_grad()
-            loss = loss_fn(model(xb), yb)
-            loss.backward()
-            opt.step()
+            for model, opt in zip(models, opts):
+                opt.zero_grad()
+                loss = loss_fn(model(xb), yb)
+                loss.backward()
+                opt.step()
 
     run.steps = n_steps
     return run
@@ -168,27 +170,39 @@ def _jax_steps(dtype: str, n_steps: int, X, y, unroll: bool = True):
     return train
 
 
-def jax_train(S: int, n_steps: int, dtype: str, unroll: bool = True):
+def jax_train(S: int, n_steps: int, dtype: str, unroll: bool = True, over: str = "loop"):
     """run() performs n_steps steps for each of S networks: jit + lax.scan over the steps
-    (unrolled by default, see _jax_steps), and vmap over the networks for S > 1 (the batch is
-    shared). Compiled ahead of time here, so the first run() executes without compiling.
-    Threads: set by the process (XLA_FLAGS, taskset)."""
+    (unrolled by default, see _jax_steps). For S > 1, over="vmap" vmaps that over the networks
+    (one call, the batch shared); over="loop" calls the one-network function once per network
+    (dispatched together, then waited for). Compiled ahead of time here, so the first run()
+    executes without compiling. Threads: set by the process (XLA_FLAGS, taskset)."""
     import falsestruct_fast as fs
 
     jax = _jax(dtype)
     import jax.numpy as jnp
 
+    if over not in ("vmap", "loop"):
+        raise ValueError(f"over must be 'vmap' or 'loop', got {over!r}")
     X, y = data(dtype)
     train = _jax_steps(dtype, n_steps, X, y, unroll)
-    params = [jnp.asarray(a if S > 1 else a[0]) for a in fs.init(fs.paper_cnn(), seeds=range(S), dtype=dtype)]
-    zeros = [jnp.zeros_like(a) for a in params]
-    state = (params, zeros, zeros, jnp.asarray(0, dtype=jnp.int32))
-    fn = train if S == 1 else jax.vmap(train, in_axes=(0, 0, 0, None), out_axes=(0, 0, 0, None))
-    compiled = jax.jit(fn).lower(*state).compile()
+    stacked = fs.init(fs.paper_cnn(), seeds=range(S), dtype=dtype)
+    vmapped = S > 1 and over == "vmap"
+
+    def start(params):
+        zeros = [jnp.zeros_like(a) for a in params]
+        return (params, zeros, zeros, jnp.asarray(0, dtype=jnp.int32))
+
+    if vmapped:
+        states = [start([jnp.asarray(a) for a in stacked])]
+        fn = jax.vmap(train, in_axes=(0, 0, 0, None), out_axes=(0, 0, 0, None))
+    else:
+        states = [start([jnp.asarray(a[s]) for a in stacked]) for s in range(S)]
+        fn = train
+    compiled = jax.jit(fn).lower(*states[0]).compile()
 
     def run():
-        nonlocal state
-        state = jax.block_until_ready(compiled(*state))
+        nonlocal states
+        states = jax.block_until_ready([compiled(*st) for st in states])
 
     run.steps = n_steps
     return run

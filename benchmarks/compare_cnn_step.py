@@ -1,26 +1,28 @@
 """Side-by-side timing of the Experiment II CNN step and forward pass, with ratios, in one run.
 
-    python benchmarks/compare_cnn_step.py [--markdown] [--measure step|forward|scaling]
+    python benchmarks/compare_cnn_step.py [--quick] [--rounds N] [--measure step|forward|scaling]
                                           [--dtype float32|float64] [--no-torch] [--no-jax]
 
-Each measurement runs in its own subprocess (thread counts fixed at start). Reports ms per
-network-step (best of 5 to 20 runs) and forward images/s, with PyTorch eager's time over ours and, for the
-step, JAX's time over ours: jit + an unrolled lax.scan over 2 steps (see
-cnn_step_cases._jax_steps for why unrolled), vmap over the networks for S = 8 (1 step per call),
-one core pinned with taskset for 1 thread. Before the table, the JAX peer is checked against
+For every dtype and thread count one worker process runs, pinned with taskset to that many CPUs
+(the same cores for every side), and times every side in alternating rounds with the same
+warm-up (benchmarks/timing.py). Step (ms per network-step) for S = 1 and 8 networks:
+falsestruct_fast; PyTorch eager (nn.Module + torch.optim.Adam, a loop over the S models); JAX
+(jit + an unrolled lax.scan over steps, see cnn_step_cases._jax_steps; for S = 8 both vmap over
+the networks and a loop over networks with one compiled function, the faster reported and
+named). Forward: images/s over 1000 images, ours and PyTorch. Times are medians of the rounds
+(best in brackets); ratios are medians of the per-round ratios (range in brackets); "÷ floor" is
+our best step over the FLOP floor (benchmarks/flops.py: the step's matrix products at the FMA
+rate measured here, times the thread count). Before the table, the JAX peer is checked against
 falsestruct_fast on the same weights and batch (loss, gradients, one Adam step), per dtype.
 The scaling table times falsestruct_fast's step on 1 and 2 threads in one process, alternating,
 beside 2S networks on 2 threads, the machine's own 2-core speed-up at the same moments (see
-measure_scaling): on a shared machine whose speed drifts, two measurements minutes apart would
-give a ratio of two different machines.
-Peers that are not installed show '-'. The whole default run takes about 5-6 minutes on 2 cores.
+measure_scaling). Peers that are not installed show '-'. --quick (2 rounds) takes about 3-5
+minutes on a shared 2-core machine.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import time
@@ -30,36 +32,45 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 
-def measure(kind: str, name: str, dtype: str, S: int, threads: int):
+def step_sides(dtype: str, S: int, threads: int, torch: bool, jax: bool):
+    """{side: (run, network-steps per call)} of the step at (S, threads)."""
     import cnn_step_cases as cases
+
+    ours = cases.falsestruct_train(S, 2, dtype, threads)
+    out = {"falsestruct": (ours, S * ours.steps)}
+    if torch:
+        run = cases.torch_train(S, 2, dtype, threads)
+        out["torch eager"] = (run, S * run.steps)
+    if jax:
+        for over in (("loop", "vmap") if S > 1 else ("loop",)):
+            run = cases.jax_train(S, 2 if over == "loop" else 1, dtype, over=over)
+            out[f"jax {over}"] = (run, S * run.steps)
+    return out
+
+
+def worker(kind: str, dtype: str, threads: int, rounds: int, torch: bool, jax: bool) -> dict:
+    """Runs in the pinned worker process. step: {S: {side: ms per network-step per round}};
+    forward: {"1": {side: images/s per round}}; check: the JAX check; scaling: measure_scaling."""
+    import cnn_step_cases as cases
+    from timing import alternate
 
     if kind == "check":
         return cases.jax_check(dtype)
     if kind == "scaling":
-        return measure_scaling(dtype, S)
-    if kind == "step":
-        if name == "falsestruct":
-            run = cases.falsestruct_train(S, 2, dtype, threads)
-        elif name == "torch":
-            run = cases.torch_train(2, dtype, threads)
-        else:
-            run = cases.jax_train(S, 2 if S == 1 else 1, dtype)   # vmap over 8 CNNs is slow
-        units = S * run.steps
-    else:
+        return {str(S): measure_scaling(dtype, S) for S in (1, 8)}
+    if kind == "forward":
         n = 1000
-        run = (cases.falsestruct_forward(S, n, dtype, threads) if name == "falsestruct"
-               else cases.torch_forward(n, dtype, threads))
-        units = S * n
-    run()
-    # Best of at least 5 runs, more (up to 20) while they take under 3 s in all: on a shared
-    # 2-core machine a burst of noise can cover several short runs in a row.
-    best, spent, n = float("inf"), 0.0, 0
-    while n < 5 or (n < 20 and spent < 3.0):
-        t0 = time.perf_counter()
-        run()
-        took = time.perf_counter() - t0
-        best, spent, n = min(best, took), spent + took, n + 1
-    return best * 1e3 / units if kind == "step" else units / best
+        runs = {"falsestruct": cases.falsestruct_forward(1, n, dtype, threads)}
+        if torch:
+            runs["torch eager"] = cases.torch_forward(n, dtype, threads)
+        times = alternate(runs, rounds, warmup=1)
+        return {"1": {k: [n / t for t in v] for k, v in times.items()}}
+    out = {}
+    for S in (1, 8):
+        sides = step_sides(dtype, S, threads, torch, jax)
+        out[str(S)] = alternate({k: r for k, (r, _) in sides.items()}, rounds, warmup=1,
+                                units={k: n / 1e3 for k, (_, n) in sides.items()})
+    return out
 
 
 def measure_scaling(dtype: str, S: int):
@@ -99,10 +110,8 @@ def scaling_table(dtypes):
     print("\n| dtype | S | 1 thread | 2 threads | 2S on 2 threads | speed-up | machine's speed-up "
           "| median speed-up of the rounds | machine's, median | rounds |\n|" + "---|" * 10)
     for dtype in dtypes:
-        for S in (1, 8):
-            r = in_subprocess("scaling", "falsestruct", dtype, S, 2)
-            if r is None:
-                continue
+        res = in_worker("scaling", dtype, 2, 0)
+        for S, r in (res or {}).items():
             print(f"| {dtype} | {S} | {r['one']:.1f} | {r['two']:.1f} | {r['machine']:.1f} | "
                   f"{r['speedup']:.2f}x | {r['machine_speedup']:.2f}x | {r['median_speedup']:.2f}x | "
                   f"{r['median_machine_speedup']:.2f}x | {r['rounds']} |", flush=True)
@@ -110,19 +119,18 @@ def scaling_table(dtypes):
           "machine's = 1 thread over 2S networks on 2 threads, in the same rounds)")
 
 
-def in_subprocess(kind, name, dtype, S, threads):
-    cmd = [sys.executable, __file__, "--worker", kind, name, dtype, str(S), str(threads)]
-    env = None
-    if name == "jax":
-        import peers
+def in_worker(kind, dtype, threads, rounds, torch=False, jax=False):
+    """Runs worker(...) in a process pinned to `threads` CPUs, with JAX's thread settings."""
+    import peers
+    import timing
 
-        env = peers.jax_env(threads)           # XLA reads its thread settings at start-up
-        if threads == 1:
-            cmd = ["taskset", "-c", "0"] + cmd  # and has no exact 1-thread knob: pin one core
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    cmd = timing.pinned([sys.executable, __file__, "--worker", kind, dtype, str(threads),
+                         str(rounds), str(int(torch)), str(int(jax))], threads)
+    out = subprocess.run(cmd, capture_output=True, text=True, env=peers.jax_env(threads))
     if out.returncode != 0:
-        last = out.stderr.strip().splitlines()[-1:] or ["failed"]
-        print(f"# {kind} {name} {dtype} S={S} threads={threads}: {last[0]}", file=sys.stderr)
+        last = out.stderr.strip().splitlines()[-1:] or ["no message"]
+        print(f"# {kind} {dtype} threads={threads} failed (exit status {out.returncode}): {last[0]}",
+              file=sys.stderr)
         return None
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -134,7 +142,7 @@ CHECK_TOLERANCE = {"float32": (1e-5, 1e-4, 0.05), "float64": (1e-12, 1e-10, 1e-6
 
 def check_jax(dtype: str) -> bool | None:
     """Prints the JAX peer's agreement with ours; None if JAX could not run (not importable)."""
-    c = in_subprocess("check", "jax", dtype, 1, 2)
+    c = in_worker("check", dtype, 2, 0)
     if c is None:
         print(f"# JAX check {dtype}: failed to run; JAX column skipped")
         return None
@@ -147,9 +155,15 @@ def check_jax(dtype: str) -> bool | None:
     return ok
 
 
+def num(x: float) -> str:
+    return f"{x:.0f}" if x >= 100 else f"{x:.3g}"
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
+    ap.add_argument("--worker", nargs=6, help=argparse.SUPPRESS)
+    ap.add_argument("--quick", action="store_true", help="2 rounds per side (default 5)")
+    ap.add_argument("--rounds", type=int, default=None, help="timed rounds per side")
     ap.add_argument("--markdown", action="store_true",
                     help="accepted for compatibility (the table is always markdown)")
     ap.add_argument("--measure", choices=("step", "forward", "scaling"), action="append",
@@ -160,43 +174,68 @@ def main():
     ap.add_argument("--no-jax", action="store_true", help="skip the JAX column and its check")
     args = ap.parse_args()
     if args.worker:
-        kind, name, dtype, S, threads = args.worker
-        print(json.dumps(measure(kind, name, dtype, int(S), int(threads))))
+        kind, dtype, threads, rounds, torch, jax = args.worker
+        print(json.dumps(worker(kind, dtype, int(threads), int(rounds), torch == "1", jax == "1")))
         return
+    import statistics
+
+    import falsestruct_fast as fs
+    import flops
     import peers
+    import timing
 
     have = peers.available()
     have_torch = have["torch"] and not args.no_torch
     have_jax = have["jax"] and not args.no_jax
     kinds = args.measure or ["step", "forward", "scaling"]
     dtypes = args.dtype or ["float32", "float64"]
-    print(f"# Experiment II CNN (batch 60, 32x32x1); {platform.machine()}, {os.cpu_count()} cores, "
-          f"{time.strftime('%Y-%m-%d')}")
+    rounds = args.rounds or (2 if args.quick else 5)
+    rates = flops.fma_gflops()
+    net = fs.paper_cnn()
+    print(f"# Experiment II CNN (batch 60, 32x32x1); {timing.machine()}; "
+          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    print(f"# FMA probe (one core): {rates['float32']:.0f} GFLOP/s float32, {rates['float64']:.0f} "
+          f"float64; FLOP floor {flops.floor_us(net, 60, 'float32', rates) / 1e3:.1f} / "
+          f"{flops.floor_us(net, 60, 'float64', rates) / 1e3:.1f} ms per network-step on one core")
+    print(f"# every side pinned to the same CPUs, 1 warm-up call, {rounds} alternating rounds; "
+          "values: median [best]; ratios: median of the per-round ratios (min-max)")
     if have_jax and "step" in kinds:
         for dtype in dtypes:
             if check_jax(dtype) is None:
                 have_jax = False
                 break
-    header = ["measure", "dtype", "S", "threads", "falsestruct", "torch_eager", "ratio", "jax_scan", "ratio"]
+    header = ["measure", "dtype", "S", "threads", "falsestruct", "÷ floor", "PyTorch eager", "ratio",
+              "JAX (best of loop/vmap)", "ratio"]
     if kinds != ["scaling"]:
         print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
     for kind in kinds:
         if kind == "scaling":
             continue
         for dtype in dtypes:
-            for S in ((1, 8) if kind == "step" else (1,)):
-                for threads in (1, 2):
-                    ours = in_subprocess(kind, "falsestruct", dtype, S, threads)
-                    torch = in_subprocess(kind, "torch", dtype, 1, threads) if have_torch and S == 1 else None
-                    jax = (in_subprocess(kind, "jax", dtype, S, threads)
-                           if have_jax and kind == "step" else None)
-                    unit = "ms/network-step" if kind == "step" else "images/s"
-                    row = [f"{kind} ({unit})", dtype, S, threads, f"{ours:.1f}" if ours else "error"]
-                    for peer in (torch, jax):
-                        ratio = "-"
-                        if ours and peer:
-                            ratio = f"{peer / ours:.2f}x" if kind == "step" else f"{ours / peer:.2f}x"
-                        row += [f"{peer:.1f}" if peer else "-", ratio]
+            for threads in (1, 2):
+                res = in_worker(kind, dtype, threads, rounds, have_torch, have_jax and kind == "step")
+                if res is None:
+                    continue
+                floor = flops.floor_us(net, 60, dtype, rates) / 1e3 / threads
+                for S, times in res.items():
+                    ours = times["falsestruct"]
+                    step = kind == "step"
+                    best = min(ours) if step else max(ours)
+                    row = [f"{kind} ({'ms/network-step' if step else 'images/s'})", dtype, S, threads,
+                           f"{num(statistics.median(ours))} [{num(best)}]",
+                           f"{best / floor:.2f}" if step else "-"]
+                    for prefix in ("torch", "jax"):
+                        options = {k: v for k, v in times.items() if k.startswith(prefix)}
+                        if not options:
+                            row += ["-", "-"]
+                            continue
+                        name = (min if step else max)(options, key=lambda k: statistics.median(options[k]))
+                        peer = options[name]
+                        r = (timing.round_ratios({"p": peer, "o": ours}, "p", "o") if step
+                             else timing.round_ratios({"p": ours, "o": peer}, "p", "o"))
+                        label = f" ({name.split()[1]})" if prefix == "jax" else ""
+                        row += [f"{num(statistics.median(peer))} [{num((min if step else max)(peer))}]{label}",
+                                f"{r['median']:.2f}x ({r['min']:.2f}-{r['max']:.2f})"]
                     print("| " + " | ".join(map(str, row)) + " |", flush=True)
     if "scaling" in kinds:
         scaling_table(dtypes)

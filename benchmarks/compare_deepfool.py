@@ -1,17 +1,26 @@
 """Side-by-side DeepFool timing against Foolbox 3 and ART (PyTorch, CPU), with ratios and a
 check that the results agree, in one run.
 
-    python benchmarks/compare_deepfool.py [--quick] [--markdown] [--threads 1]
+    python benchmarks/compare_deepfool.py [--quick] [--rounds N] [--threads 1]
 
 MLP: Experiment I networks, S seeds x 501 points (S = 100, --quick: 10). CNN: the paper's CNN,
-1 network x 1000 stripe images (--quick: 100). Reports points per second and the peers' time
-over ours; "agree" is the share of points with the same flipped decision as Foolbox, and
-"norm diff" the median relative difference of the perturbation norms where both flipped.
+1 network x 1000 stripe images (--quick: 100). The process runs pinned with taskset to
+`--threads` CPUs (every side on the same cores, PyTorch and ours with that many threads), and
+every side gets the same warm-up call and the same number of timed calls, in alternating
+rounds (benchmarks/timing.py). Foolbox and ART run two ways: one model and attack call per
+network ("per network", S Python calls), and one call on a single model whose forward
+evaluates all S networks ("batched", deepfool_cases.batched_torch_model; the same as per
+network when S = 1). Reports our points/s (median [best]) and each peer's time over ours as
+the median of the per-round ratios (range in brackets). "agree" is the share of points with
+the same flipped decision as Foolbox; "max norm diff" the largest per-point relative
+difference of the perturbation norms where both flipped.
 """
 from __future__ import annotations
 
 import argparse
-import platform
+import os
+import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -20,65 +29,98 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import deepfool_cases as cases  # noqa: E402
+import timing  # noqa: E402
+
+PINNED_ENV = "FALSESTRUCT_BENCH_PINNED"
 
 
-def best_time(run, repeats):
-    out = run()
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = run()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
+def _installed(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
 
 
-def compare(case: str, size: int, dtype: str, threads: int, repeats: int):
+def compare(case: str, size: int, dtype: str, threads: int, rounds: int) -> dict:
     net, params, X, bounds = (cases.mlp_case(size, dtype) if case == "mlp"
                               else cases.cnn_case(size, dtype))
     S, N = params[0].shape[0], X.shape[0]
-    ours_t, ours = best_time(cases.falsestruct_runner(net, params, X, bounds, threads), repeats)
-    row = {"case": case, "dtype": dtype, "S": S, "N": N, "threads": threads,
-           "ours_pts_s": S * N / ours_t}
-    try:
-        fb_t, (fb_pert, fb_ok) = best_time(cases.foolbox_runner(net, params, X, bounds, dtype, threads), 1)
-        both = ours.flipped & fb_ok
-        fb_norm = np.linalg.norm(fb_pert.reshape(S, N, -1).astype(np.float64), axis=-1)
-        row.update(foolbox_ratio=fb_t / ours_t, agree=float(np.mean(ours.flipped == fb_ok)),
-                   norm_diff=float(np.median(np.abs(ours.norm[both] - fb_norm[both]) / fb_norm[both]))
-                   if both.any() else float("nan"))
-    except ImportError:
-        row.update(foolbox_ratio=None, agree=None, norm_diff=None)
-    try:
-        art_t, _ = best_time(cases.art_runner(net, params, X, bounds, dtype, threads), 1)
-        row["art_ratio"] = art_t / ours_t
-    except ImportError:
-        row["art_ratio"] = None
+    runs = {"ours": cases.falsestruct_runner(net, params, X, bounds, threads)}
+    variants = (False, True) if S > 1 else (False,)
+    for batched in variants:
+        tag = "batched" if batched else "per network"
+        if _installed("foolbox"):
+            runs[f"Foolbox {tag}"] = cases.foolbox_runner(net, params, X, bounds, dtype, threads, batched)
+        if _installed("art"):
+            runs[f"ART {tag}"] = cases.art_runner(net, params, X, bounds, dtype, threads, batched)
+    last = {}
+
+    def keeping(name, run):
+        def call():
+            last[name] = run()
+        return call
+
+    times = timing.alternate({k: keeping(k, r) for k, r in runs.items()}, rounds, warmup=1)
+    row = {"case": case, "S": S, "N": N, "threads": threads,
+           "ours_pts_s": [S * N / t for t in times["ours"]], "ratios": {}, "agreement": {}}
+    for name in runs:
+        if name != "ours":
+            row["ratios"][name] = timing.round_ratios(times, name, "ours")
+    ours = last["ours"]
+    for name in [k for k in runs if k.startswith("Foolbox")]:
+        pert, success = last[name]
+        fb_norm = np.linalg.norm(pert.reshape(S, N, -1).astype(np.float64), axis=-1)
+        both = ours.flipped & success
+        rel = np.abs(ours.norm[both] - fb_norm[both]) / fb_norm[both]
+        row["agreement"][name] = {"agree": float(np.mean(ours.flipped == success)),
+                                  "max_norm_diff": float(rel.max()) if rel.size else float("nan"),
+                                  "compared": int(both.sum())}
     return row
 
 
-def fmt(v, spec):
-    return "-" if v is None else format(v, spec)
+def pin_self(threads: int) -> None:
+    """Re-runs this script pinned to `threads` CPUs (once; a no-op without taskset)."""
+    if os.environ.get(PINNED_ENV) or not timing.pinned(["x"], threads)[0] == "taskset":
+        return
+    env = dict(os.environ, **{PINNED_ENV: "1"})
+    sys.exit(subprocess.run(timing.pinned([sys.executable] + sys.argv, threads), env=env).returncode)
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="smaller cases, one repeat")
-    ap.add_argument("--markdown", action="store_true", help="print a markdown table")
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="smaller cases, 2 rounds")
+    ap.add_argument("--rounds", type=int, default=None, help="timed rounds per side (default 3)")
+    ap.add_argument("--markdown", action="store_true", help="accepted; the table is always markdown")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
-    cases_ = [("mlp", 10 if args.quick else 100), ("cnn", 100 if args.quick else 1000)]
-    rows = [compare(c, n, "float32", args.threads, 1 if args.quick else 3) for c, n in cases_]
-    print(f"# machine: {platform.processor() or platform.machine()}, threads={args.threads}")
-    head = ["case", "S x N", "falsestruct pts/s", "Foolbox ratio", "agree", "norm diff", "ART ratio"]
-    if args.markdown:
-        print("| " + " | ".join(head) + " |")
-        print("|" + "---|" * len(head))
-    for r in rows:
-        cells = [r["case"], f"{r['S']} x {r['N']}", f"{r['ours_pts_s']:.0f}",
-                 fmt(r["foolbox_ratio"], ".1f") + ("x" if r["foolbox_ratio"] else ""),
-                 fmt(r["agree"], ".4f"), fmt(r["norm_diff"], ".1e"),
-                 fmt(r["art_ratio"], ".1f") + ("x" if r["art_ratio"] else "")]
-        print(("| " + " | ".join(cells) + " |") if args.markdown else "  ".join(cells))
+    pin_self(args.threads)
+    rounds = args.rounds or (2 if args.quick else 3)
+    sizes = [("mlp", 10 if args.quick else 100), ("cnn", 100 if args.quick else 1000)]
+    print(f"# DeepFool, float32; {timing.machine()}; pinned to CPUs {sorted(os.sched_getaffinity(0))}, "
+          f"threads={args.threads}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    print(f"# every side: 1 warm-up call, {rounds} alternating rounds; pts/s: median [best]; "
+          "ratios: the peer's time over ours, median of the per-round ratios (min-max)")
+    head = ["case", "S x N", "falsestruct pts/s", "Foolbox per network", "Foolbox batched",
+            "agree", "max norm diff", "ART per network", "ART batched"]
+    print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
+    for case, size in sizes:
+        r = compare(case, size, "float32", args.threads, rounds)
+
+        def ratio(name):
+            q = r["ratios"].get(name)
+            return "-" if q is None else f"{q['median']:.1f}x ({q['min']:.1f}-{q['max']:.1f})"
+
+        batched = lambda peer: ratio(f"{peer} batched") if r["S"] > 1 else "= per network (S = 1)"
+        agreement = [r["agreement"][k] for k in ("Foolbox per network", "Foolbox batched")
+                     if k in r["agreement"]]
+        pts = r["ours_pts_s"]
+        cells = [case, f"{r['S']} x {r['N']}", f"{statistics.median(pts):.0f} [{max(pts):.0f}]",
+                 ratio("Foolbox per network"), batched("Foolbox"),
+                 " / ".join(f"{a['agree']:.4f}" for a in agreement) or "-",
+                 " / ".join(f"{a['max_norm_diff']:.1e}" for a in agreement) or "-",
+                 ratio("ART per network"), batched("ART")]
+        print("| " + " | ".join(cells) + " |", flush=True)
+    print("(agree and max norm diff: per network / batched Foolbox. ART applies the overshoot "
+          "once at the end, so its perturbations are not compared.)")
 
 
 if __name__ == "__main__":

@@ -1,18 +1,22 @@
 """Side-by-side timing of the Experiment I training step, with ratios, in one run.
 
-    python benchmarks/compare_mlp_step.py [--quick] [--markdown]
+    python benchmarks/compare_mlp_step.py [--quick] [--rounds N]
 
-Every measurement runs in its own subprocess so that each framework's thread count is fixed
-before it starts (JAX reads XLA_FLAGS at start-up). Reports microseconds per network-step
-(best of several repeats) and each peer's time divided by falsestruct_fast's at the same
-dtype, S and thread count.
+For every dtype and thread count one worker process runs, pinned with taskset to that many
+CPUs (the same cores for every side), and times every side in alternating rounds with the same
+warm-up (benchmarks/timing.py): falsestruct_fast, JAX (jit + lax.scan over steps; for S > 1
+both vmap over the networks and a loop over networks with one compiled function, and the
+faster is reported and named), PyTorch (eager nn.Module + torch.optim.Adam looping over the
+networks, and for S > 1 torch.func vmap; the faster is reported and named). Reports µs per
+network-step (median of the rounds, best in brackets), each peer's ratio to ours as the median
+of the per-round ratios with their range, and ours over the FLOP floor (benchmarks/flops.py:
+the step's matrix products at the FMA rate measured on this machine, times the thread count).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -21,96 +25,124 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import timing  # noqa: E402
 
-def measure(name: str, dtype: str, S: int, threads: int, repeats: int) -> float:
-    """Runs inside the worker process: best time per network-step in microseconds."""
+
+def sides(dtype: str, S: int, threads: int):
+    """{side name: (run, network-steps per call)} of every configuration timed at (S, threads)."""
     import mlp_step_cases as cases
-
-    if name == "falsestruct":
-        run = cases.falsestruct_runner(S, max(20, 40000 // S), dtype, threads)
-        steps = run.steps
-    else:
-        import peers
-
-        X, y = cases.data(dtype)
-        if name == "torch_eager":
-            steps = 100
-            run = peers.torch_eager(S, steps, dtype, threads, X, y)
-        elif name == "torch_vmap":
-            steps = 100
-            run = peers.torch_vmap(S, steps, dtype, threads, X, y)
-        elif name == "jax_scan":
-            steps = 2000 if S == 1 else 400
-            run = peers.jax_scan(S, steps, dtype, X, y)
-        else:
-            raise ValueError(name)
-    run()  # warm-up
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - t0)
-    return best * 1e6 / (S * steps)
-
-
-def in_subprocess(name, dtype, S, threads, repeats):
-    env = dict(os.environ)
-    if name == "jax_scan":
-        import peers
-
-        env = peers.jax_env(threads, env)
-    cmd = [sys.executable, __file__, "--worker", name, dtype, str(S), str(threads), str(repeats)]
-    if name == "jax_scan" and threads == 1:
-        cmd = ["taskset", "-c", "0"] + cmd  # XLA has no exact 1-thread knob; pin one core
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if out.returncode != 0:
-        return None, out.stderr.strip().splitlines()[-1] if out.stderr else "failed"
-    return json.loads(out.stdout.strip().splitlines()[-1]), None
-
-
-def main():
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
-    ap.add_argument("--quick", action="store_true", help="fewer cases and repeats")
-    ap.add_argument("--markdown", action="store_true", help="print a markdown table")
-    args = ap.parse_args()
-    if args.worker:
-        name, dtype, S, threads, repeats = args.worker
-        print(json.dumps(measure(name, dtype, int(S), int(threads), int(repeats))))
-        return
-
     import peers
 
     have = peers.available()
-    repeats = 3 if args.quick else 5
-    cases = []
+    X, y = cases.data(dtype)
+    ours = cases.falsestruct_runner(S, max(20, 40000 // S), dtype, threads)
+    out = {"falsestruct": (ours, S * ours.steps)}
+    if have["jax"]:
+        steps = 2000 if S == 1 else max(50, 6400 // S)
+        for over in (("vmap", "loop") if S > 1 else ("loop",)):
+            out[f"jax {over}"] = (peers.jax_scan(S, steps, dtype, X, y, over=over), S * steps)
+    if have["torch"]:
+        steps = max(2, 100 // S)
+        out["torch eager"] = (peers.torch_eager(S, steps, dtype, threads, X, y), S * steps)
+        if S > 1:
+            steps = max(5, 800 // S)
+            out["torch vmap"] = (peers.torch_vmap(S, steps, dtype, threads, X, y), S * steps)
+    return out
+
+
+def worker(dtype: str, threads: int, S_values, rounds: int) -> dict:
+    """Runs in the pinned worker process: per S, every side's per-round µs per network-step."""
+    result = {}
+    for S in S_values:
+        runs = sides(dtype, S, threads)
+        times = timing.alternate({k: r for k, (r, _) in runs.items()}, rounds, warmup=1,
+                                 units={k: n / 1e6 for k, (_, n) in runs.items()})
+        result[str(S)] = times
+    return result
+
+
+def in_worker(dtype: str, threads: int, S_values, rounds: int) -> dict | None:
+    import peers
+
+    env = peers.jax_env(threads)   # XLA reads its thread settings at start-up
+    cmd = timing.pinned([sys.executable, __file__, "--worker", dtype, str(threads),
+                         ",".join(map(str, S_values)), str(rounds)], threads)
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        print(f"# worker {dtype} threads={threads} failed (exit status {out.returncode}): "
+              f"{(out.stderr.strip().splitlines() or ['no message'])[-1]}", file=sys.stderr)
+        return None
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def best_config(times: dict, prefix: str):
+    """The peer's configuration with the lower median (name, per-round times) or None."""
+    import statistics
+
+    options = {k: v for k, v in times.items() if k.startswith(prefix)}
+    if not options:
+        return None
+    name = min(options, key=lambda k: statistics.median(options[k]))
+    return name, options[name]
+
+
+def num(x: float) -> str:
+    """3 significant digits without exponents."""
+    return f"{x:.0f}" if x >= 100 else f"{x:.3g}"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
+    ap.add_argument("--quick", action="store_true", help="S = 1 and 16 only, 3 rounds")
+    ap.add_argument("--rounds", type=int, default=None, help="timed rounds per side (default 7, quick 3)")
+    ap.add_argument("--markdown", action="store_true", help="accepted; the table is always markdown")
+    args = ap.parse_args()
+    if args.worker:
+        dtype, threads, S_values, rounds = args.worker
+        print(json.dumps(worker(dtype, int(threads), [int(s) for s in S_values.split(",")], int(rounds))))
+        return
+
+    import falsestruct_fast as fs
+    import flops
+
+    rounds = args.rounds or (3 if args.quick else 7)
+    S_values = (1, 16) if args.quick else (1, 16, 256)
+    rates = flops.fma_gflops()
+    net = fs.MLP([2, 104, 1])
+    print(f"# Experiment I step (2-104-1, batch 50, TF1 Adam), µs per network-step; {timing.machine()}; "
+          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    print(f"# FMA probe (one core): {rates['float32']:.0f} GFLOP/s float32, {rates['float64']:.0f} "
+          f"float64; FLOP floor {flops.floor_us(net, 50, 'float32', rates):.2f} / "
+          f"{flops.floor_us(net, 50, 'float64', rates):.2f} µs per network-step on one core")
+    print(f"# every side pinned to the same CPUs, 1 warm-up call, {rounds} alternating rounds; "
+          "times: median [best]; ratios: median of the per-round ratios (min-max)")
+    header = ["dtype", "S", "threads", "falsestruct", "÷ floor", "JAX (best of vmap/loop)", "ratio",
+              "PyTorch (best of eager/vmap)", "ratio"]
+    print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
+    import statistics
+
     for dtype in ("float32", "float64"):
-        for S in ((1, 16) if args.quick else (1, 16, 256)):
-            for threads in (1, 2):
-                cases.append((dtype, S, threads))
-    print(f"# Experiment I step (2-104-1, batch 50, Adam), us per network-step; "
-          f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"{time.strftime('%Y-%m-%d')}")
-    header = ["dtype", "S", "threads", "falsestruct", "jax_scan", "ratio", "torch_vmap", "ratio",
-              "torch_eager", "ratio"]
-    if args.markdown:
-        print("| " + " | ".join(header) + " |")
-        print("|" + "---|" * len(header))
-    else:
-        print("  ".join(f"{h:>11}" for h in header))
-    for dtype, S, threads in cases:
-        ours, err = in_subprocess("falsestruct", dtype, S, threads, repeats)
-        row = [dtype, str(S), str(threads), f"{ours:.3f}" if ours else f"error: {err}"]
-        for peer, enabled in (("jax_scan", have["jax"] and S <= 16),
-                              ("torch_vmap", have["torch"] and S >= 16),
-                              ("torch_eager", have["torch"] and S == 1)):
-            value = in_subprocess(peer, dtype, S, threads, repeats)[0] if enabled else None
-            row += [f"{value:.3f}" if value else "-",
-                    f"{value / ours:.1f}x" if (value and ours) else "-"]
-        if args.markdown:
-            print("| " + " | ".join(row) + " |", flush=True)
-        else:
-            print("  ".join(f"{c:>11}" for c in row), flush=True)
+        for threads in (1, 2):
+            res = in_worker(dtype, threads, S_values, rounds)
+            if res is None:
+                continue
+            floor = flops.floor_us(net, 50, dtype, rates) / threads
+            for S in S_values:
+                times = res[str(S)]
+                ours = times["falsestruct"]
+                row = [dtype, str(S), str(threads), f"{num(statistics.median(ours))} [{num(min(ours))}]",
+                       f"{min(ours) / floor:.2f}"]
+                for prefix in ("jax", "torch"):
+                    best = best_config(times, prefix)
+                    if best is None:
+                        row += ["-", "-"]
+                        continue
+                    name, peer = best
+                    r = timing.round_ratios({"p": peer, "o": ours}, "p", "o")
+                    row += [f"{num(statistics.median(peer))} [{num(min(peer))}] ({name.split()[1]})",
+                            f"{r['median']:.1f}x ({r['min']:.1f}-{r['max']:.1f})"]
+                print("| " + " | ".join(row) + " |", flush=True)
 
 
 if __name__ == "__main__":

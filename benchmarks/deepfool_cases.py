@@ -107,6 +107,53 @@ def torch_models(net, params, dtype: str):
     return models
 
 
+def batched_torch_model(net, params, dtype: str):
+    """One PyTorch module for all S Experiment I networks: rows s*N .. (s+1)*N - 1 of its input
+    (S*N, d) go through network s (batched matrix products), output [0, z] per row. Each row's
+    logits depend on that row alone, so an attack on it is S attacks in one batch."""
+    import torch
+    import falsestruct_fast as fs
+
+    if not isinstance(net, fs.MLP) or len(params) != 4:
+        raise ValueError("net: the batched model is written for one-hidden-layer MLPs")
+    tdt = torch.float64 if dtype == "float64" else torch.float32
+    W0, b0, W1, b1 = (torch.from_numpy(np.ascontiguousarray(a)).to(tdt) for a in params)
+    S = W0.shape[0]
+
+    class Stacked(torch.nn.Module):
+        def forward(self, x):
+            xs = x.reshape(S, -1, x.shape[-1])                      # (S, N, d)
+            h = torch.relu(torch.baddbmm(b0[:, None, :], xs, W0))   # (S, N, H)
+            z = torch.baddbmm(b1[:, None, :], h, W1).reshape(-1, 1)  # (S*N, 1)
+            return torch.cat([torch.zeros_like(z), z], dim=1)
+
+    return Stacked().eval()
+
+
+def indexed_torch_model(net, params, dtype: str):
+    """One PyTorch module for all S Experiment I networks whose input rows carry their network:
+    (x, s) of shape (B, d + 1), s in the last column, output [0, z(x) of network s]. For attacks
+    that evaluate subsets of rows (ART's DeepFool), where the row order cannot say the network.
+    The index is read through a non-differentiable cast, so its gradient is 0 and an attack
+    never moves it."""
+    import torch
+    import falsestruct_fast as fs
+
+    if not isinstance(net, fs.MLP) or len(params) != 4:
+        raise ValueError("net: the batched model is written for one-hidden-layer MLPs")
+    tdt = torch.float64 if dtype == "float64" else torch.float32
+    W0, b0, W1, b1 = (torch.from_numpy(np.ascontiguousarray(a)).to(tdt) for a in params)
+
+    class Indexed(torch.nn.Module):
+        def forward(self, xi):
+            x, s = xi[:, :-1], xi[:, -1].detach().round().long()
+            h = torch.relu(torch.einsum("bd,bdh->bh", x, W0[s]) + b0[s])
+            z = torch.einsum("bh,bh->b", h, W1[s][:, :, 0])[:, None] + b1[s]
+            return torch.cat([torch.zeros_like(z), z], dim=1)
+
+    return Indexed().eval()
+
+
 def _torch_input(net, X):
     import torch
     import falsestruct_fast as fs
@@ -115,15 +162,29 @@ def _torch_input(net, X):
     return x if isinstance(net, fs.MLP) else x.permute(0, 3, 1, 2).contiguous()
 
 
-def foolbox_runner(net, params, X, bounds, dtype: str, threads: int):
-    """Returns run() -> (perturbations (S, N, ...) in our layout, success (S, N))."""
+def foolbox_runner(net, params, X, bounds, dtype: str, threads: int, batched: bool = False):
+    """Returns run() -> (perturbations (S, N, ...) in our layout, success (S, N)).
+
+    batched=False: one Foolbox model and attack call per network (S Python calls);
+    batched=True: one call on the batched model of all S networks (see batched_torch_model)."""
     import foolbox as fb
     import torch
 
     torch.set_num_threads(threads)
-    models = [fb.PyTorchModel(m, bounds=bounds) for m in torch_models(net, params, dtype)]
+    S, N = params[0].shape[0], len(X)
     x = _torch_input(net, X)
     attack = fb.attacks.L2DeepFoolAttack(steps=STEPS, candidates=2, overshoot=OVERSHOOT)
+    if batched:
+        model = fb.PyTorchModel(batched_torch_model(net, params, dtype), bounds=bounds)
+        xs = x.repeat(S, *([1] * (x.dim() - 1)))
+
+        def run():
+            labels = model(xs).argmax(dim=1)
+            _, adv, success = attack(model, xs, labels, epsilons=None)
+            return (adv - xs).numpy().reshape((S, N) + tuple(X.shape[1:])), success.numpy().reshape(S, N)
+
+        return run
+    models = [fb.PyTorchModel(m, bounds=bounds) for m in torch_models(net, params, dtype)]
 
     def run():
         perts, wins = [], []
@@ -138,26 +199,39 @@ def foolbox_runner(net, params, X, bounds, dtype: str, threads: int):
     return run
 
 
-def art_runner(net, params, X, bounds, dtype: str, threads: int):
-    """ART's DeepFool (overshoot applied once at the end): run() -> perturbations (S, N, ...)."""
+def art_runner(net, params, X, bounds, dtype: str, threads: int, batched: bool = False):
+    """ART's DeepFool (overshoot applied once at the end): run() -> perturbations (S, N, ...).
+    batched=False: one classifier and attack call per network; batched=True: one call on a
+    model of all S networks (indexed_torch_model: ART evaluates subsets of rows)."""
     import torch
     from art.attacks.evasion import DeepFool
     from art.estimators.classification import PyTorchClassifier
 
     torch.set_num_threads(threads)
+    S = params[0].shape[0]
     x = _torch_input(net, X).numpy()
+    if batched:
+        # ART evaluates subsets of the rows (the points not yet flipped): each row carries its
+        # network's index (see indexed_torch_model)
+        modules = [indexed_torch_model(net, params, dtype)]
+        index = np.repeat(np.arange(S, dtype=x.dtype), len(x))[:, None]
+        inputs = np.concatenate([np.concatenate([x] * S), index], axis=1)
+    else:
+        modules, inputs = torch_models(net, params, dtype), x
     attacks = []
-    for m in torch_models(net, params, dtype):
-        clf = PyTorchClassifier(m, loss=torch.nn.CrossEntropyLoss(), input_shape=x.shape[1:],
+    for m in modules:
+        clf = PyTorchClassifier(m, loss=torch.nn.CrossEntropyLoss(), input_shape=inputs.shape[1:],
                                 nb_classes=2, clip_values=bounds, device_type="cpu")
         attacks.append(DeepFool(clf, max_iter=STEPS, epsilon=OVERSHOOT, nb_grads=2,
-                                batch_size=len(x), verbose=False))
+                                batch_size=len(inputs), verbose=False))
 
     def run():
         out = []
         for attack in attacks:
-            p = attack.generate(x) - x
+            p = attack.generate(inputs) - inputs
+            if batched:
+                p = p[:, :-1]
             out.append(p if p.ndim == 2 else p.transpose(0, 2, 3, 1))
-        return np.stack(out)
+        return np.stack(out).reshape((S,) + X.shape)
 
     return run

@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from typing import Callable, Dict, List, Mapping, Union
+from typing import Callable, Dict, List, Mapping
 
 import numpy as np
 
@@ -154,38 +154,6 @@ def _batched_data(X, y, dtype: str):
         np.ascontiguousarray(X[:rows].reshape(n_batches, BATCH, N_IN)),
         np.ascontiguousarray(y[:rows].reshape(n_batches, BATCH)),
     )
-
-
-# FLOP count of one network-step (documented in flop_floor_us).
-FORWARD_FLOPS = 2 * BATCH * (N_IN * N_HIDDEN + N_HIDDEN * N_OUT)  # 31_200
-BACKWARD_FLOPS = 2 * FORWARD_FLOPS  # 62_400
-ADAM_FLOPS = 10 * N_PARAMS  # 4_170
-STEP_FLOPS = FORWARD_FLOPS + BACKWARD_FLOPS + ADAM_FLOPS  # 97_770
-
-
-def flop_floor_us(dtype: str, gflops: Union[float, Mapping[str, float]]) -> float:
-    """Theoretical time per network-step in microseconds at ``gflops`` GFLOP/s.
-
-    FLOP count per step (multiply-add = 2 FLOPs; bias adds, ReLU and the loss
-    are O(batch * hidden) and ignored):
-
-    * forward:  ``2 * 50 * (2*104 + 104*1) = 31_200``
-    * backward: about 2x forward (weight gradient + input gradient of each
-      matmul) ``= 62_400``
-    * Adam:     about 10 FLOPs per parameter, 417 parameters ``= 4_170``
-    * total:    ``97_770`` FLOPs.
-
-    The count does not depend on ``dtype``; the achievable rate does, so
-    ``gflops`` may be either a number (the rate for ``dtype``) or a mapping
-    ``{"float32": rate32, "float64": rate64}`` from which the rate for
-    ``dtype`` is taken.
-    """
-    _check_dtype(dtype)
-    rate = gflops[dtype] if isinstance(gflops, Mapping) else float(gflops)
-    if rate <= 0:
-        raise ValueError(f"gflops must be positive, got {rate}")
-    # flops / (rate * 1e9 flop/s) seconds  ->  * 1e6 us
-    return STEP_FLOPS / (rate * 1e3)
 
 
 # ---------------------------------------------------------------------------
@@ -361,14 +329,17 @@ def jax_env(threads: int, base: Mapping[str, str] | None = None) -> Dict[str, st
     return env
 
 
-def jax_scan(S: int, n_steps: int, dtype: str, X, y) -> Callable[[], None]:
-    """``jit`` + ``lax.scan`` over steps (and ``vmap`` over networks if S > 1).
+def jax_scan(S: int, n_steps: int, dtype: str, X, y, over: str = "vmap") -> Callable[[], None]:
+    """``jit`` + ``lax.scan`` over steps, for S networks in one of two ways.
 
-    One compiled call performs all ``n_steps`` steps; for S > 1 the whole
-    scan is vmapped over the stacked network parameters (the data batch and
-    the step counter are shared).  Adam is the TF1 form.  The function is
-    compiled and warmed up here (warm-up result discarded), so ``run()``
-    times steady-state execution only.
+    One compiled call performs all ``n_steps`` steps of one network. For S > 1,
+    ``over="vmap"`` vmaps the whole scan over the stacked network parameters
+    (the data batch and the step counter are shared): one call for all S;
+    ``over="loop"`` calls the one-network function once per network (all S
+    calls dispatched, then waited for). Which is faster depends on S and the
+    machine, so the comparison scripts time both and report the faster.
+    Adam is the TF1 form.  The function is compiled and warmed up here
+    (warm-up result discarded), so ``run()`` times steady-state execution only.
 
     ``dtype="float64"`` enables ``jax_enable_x64`` process-wide.  Threads
     cannot be set here: see :func:`jax_env`.
@@ -413,40 +384,46 @@ def jax_scan(S: int, n_steps: int, dtype: str, X, y) -> Callable[[], None]:
         (params, m, v, step), _ = lax.scan(body, (params, m, v, step), None, length=n_steps)
         return params, m, v, step
 
-    if S == 1:
-        compiled = jax.jit(train_n)
-    else:
+    if over not in ("vmap", "loop"):
+        raise ValueError(f"over must be 'vmap' or 'loop', got {over!r}")
+    vmapped = S > 1 and over == "vmap"
+    if vmapped:
         # The counter is shared (None axis); vmap returns it batched, so take
         # one copy back out to keep the state shape stable between calls.
         vm = jax.vmap(train_n, in_axes=(0, 0, 0, None), out_axes=(0, 0, 0, None))
         compiled = jax.jit(vm)
+    else:
+        compiled = jax.jit(train_n)
 
     inits = [initial_params(seed, dtype) for seed in range(S)]
-    if S == 1:
-        params = tuple(jnp.asarray(inits[0][k]) for k in PARAM_NAMES)
+
+    def start(arrays):
+        zeros = tuple(jnp.zeros_like(p) for p in arrays)
+        return (arrays, zeros, zeros, jnp.asarray(0, dtype=jnp.int32))
+
+    if vmapped:
+        states = [start(tuple(jnp.asarray(np.stack([p[k] for p in inits])) for k in PARAM_NAMES))]
     else:
-        params = tuple(jnp.asarray(np.stack([p[k] for p in inits])) for k in PARAM_NAMES)
-    zeros = tuple(jnp.zeros_like(p) for p in params)
-    state = (params, zeros, zeros, jnp.asarray(0, dtype=jnp.int32))
+        states = [start(tuple(jnp.asarray(p[k]) for k in PARAM_NAMES)) for p in inits]
 
     # Warm-up: compile and execute once outside the timed region.  The
     # result is discarded so that, like the torch peers, the first run()
     # starts from the initial weights at step 0.
-    jax.block_until_ready(compiled(*state))
+    jax.block_until_ready(compiled(*states[0]))
 
     def run() -> None:
-        nonlocal state
-        state = compiled(*state)
-        jax.block_until_ready(state)
+        nonlocal states
+        states = [compiled(*st) for st in states]   # dispatched asynchronously
+        jax.block_until_ready(states)
 
     def get_params() -> List[Dict[str, np.ndarray]]:
-        arrays = [np.asarray(a) for a in state[0]]
-        if S == 1:
-            return [dict(zip(PARAM_NAMES, arrays))]
-        return [{k: a[i] for k, a in zip(PARAM_NAMES, arrays)} for i in range(S)]
+        if vmapped:
+            arrays = [np.asarray(a) for a in states[0][0]]
+            return [{k: a[i] for k, a in zip(PARAM_NAMES, arrays)} for i in range(S)]
+        return [dict(zip(PARAM_NAMES, (np.asarray(a) for a in st[0]))) for st in states]
 
     def steps_done() -> int:
-        return int(state[3])
+        return int(states[0][3])
 
     run.get_params = get_params
     run.steps_done = steps_done
