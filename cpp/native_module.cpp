@@ -88,6 +88,13 @@ int64_t run_interruptible(int64_t total, const py::object& progress, double prog
   return control.units_done.load();
 }
 
+// progress(done, total) is called from the run: None or a callable.
+const py::object& progress_from(const py::object& progress) {
+  if (!progress.is_none() && !PyCallable_Check(progress.ptr()))
+    throw py::type_error(std::string("progress: expected a callable or None, got ") + Py_TYPE(progress.ptr())->tp_name);
+  return progress;
+}
+
 double progress_seconds_from(double progress_seconds) {
   if (!(std::isfinite(progress_seconds) && progress_seconds > 0))
     throw py::value_error("progress_seconds: must be finite and > 0, got " + std::to_string(progress_seconds));
@@ -323,9 +330,9 @@ PYBIND11_MODULE(_native, mod) {
         const auto o = deepfool_options_from(s, overshoot, max_iter, linf, candidates, foolbox, clip);
         const int threads = threads_from(n_threads), emulate = emulate_from(emulate_threads);
         if (is_float64(theta, "theta"))
-          deepfool_impl<double>(s, theta, X, pert, iters, status, o, progress, threads, emulate);
+          deepfool_impl<double>(s, theta, X, pert, iters, status, o, progress_from(progress), threads, emulate);
         else
-          deepfool_impl<float>(s, theta, X, pert, iters, status, o, progress, threads, emulate);
+          deepfool_impl<float>(s, theta, X, pert, iters, status, o, progress_from(progress), threads, emulate);
       },
       py::arg("spec"), py::arg("theta"), py::arg("X"), py::arg("perturbation_out"),
       py::arg("iterations_out"), py::arg("status_out"), py::arg("overshoot"), py::arg("max_iter"),
@@ -360,6 +367,7 @@ PYBIND11_MODULE(_native, mod) {
         const auto s = shape_from(spec);
         const int threads = threads_from(n_threads), emulate = emulate_from(emulate_threads);
         progress_seconds = progress_seconds_from(progress_seconds);
+        progress_from(progress);
         if (is_float64(theta, "theta"))
           return train_impl<double>(s, loss_kind, shuffle, adam, X, Y, theta, m, v, seeds, epochs,
                                     batch_size, step0, record_every, loss_hist, acc_hist, threads,
