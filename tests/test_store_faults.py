@@ -128,6 +128,44 @@ def test_store_in_readonly_directory_is_summarised(tmp_path):
         os.chmod(path, 0o644)
 
 
+READONLY_MOUNT = textwrap.dedent("""
+    import sys
+    from falsestruct_fast import study
+    from falsestruct_fast.experiments import preset
+    s = preset("psi1", epochs=5)
+    report = study.run(s, seeds=2, store=sys.argv[1], progress=False)
+    print(report.written, report.skipped, study.summarize(sys.argv[1])[0].n)
+    try:
+        study.run(s, seeds=3, store=sys.argv[1], progress=False)
+    except study.StoreError as exc:
+        print(exc)
+""")
+
+
+def test_store_on_readonly_mount_is_summarised(tmp_path):
+    """The real read-only case where root is not exempt: a read-only bind mount (needs a
+    mount namespace; skipped where unshare/mount are not permitted)."""
+    import shutil
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    path = folder / "s.sqlite"
+    _run(PSI1, 2, path)
+    if shutil.which("unshare") is None or subprocess.run(
+            ["unshare", "-m", "sh", "-c", f"mount --bind {folder} {folder} && mount -o remount,ro,bind {folder}"],
+            capture_output=True).returncode != 0:
+        pytest.skip("no permission for a read-only bind mount")
+    script = tmp_path / "ro.py"
+    script.write_text(READONLY_MOUNT)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    out = subprocess.run(["unshare", "-m", "sh", "-c", f"mount --bind {folder} {folder} && mount -o remount,ro,bind "
+                          f"{folder} && exec {sys.executable} {script} {path}"],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == "0 2 2"                      # nothing to train: read, and summarised
+    assert len(lines) == 2 and str(path) in lines[1] and "read-only" in lines[1]
+
+
 # ---- foreign, corrupted and inconsistent stores ------------------------------------------
 def test_foreign_results_table_is_refused_before_training(tmp_path, monkeypatch):
     path = tmp_path / "foreign.sqlite"

@@ -142,6 +142,11 @@ class Store:
             raise
         except sqlite3.Error as exc:
             self.db.close()
+            if not self.readonly and not (os.access(self.path.parent, os.W_OK)
+                                          and (not self.path.exists() or os.access(self.path, os.W_OK))):
+                raise StoreError(f"store: {self.path} cannot be written, its file or directory is read-only "
+                                 f"({_one_line(exc)}); reading it (summaries, a study with nothing left "
+                                 f"to train) works") from None
             raise StoreError(f"store: {self.path} is corrupted or not a falsestruct_fast results "
                              f"database ({_one_line(exc)})") from None
 
