@@ -154,6 +154,12 @@ def test_overshoot_range(huge_point, overshoot, exc, match):
         fs.deepfool(net, params, X[1:], overshoot=overshoot)
 
 
+def test_max_iter_beyond_int32_refused(huge_point):
+    net, params, X = huge_point
+    with pytest.raises(ValueError, match=r"max_iter: must be <= 2147483647, got 2147483648"):
+        fs.deepfool(net, params, X[1:], max_iter=2**31)
+
+
 def test_overshoot_upper_bound_accepted(huge_point):
     net, params, X = huge_point
     res = fs.deepfool(net, params, X[1:], overshoot=1.0)

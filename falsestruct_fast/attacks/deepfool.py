@@ -5,7 +5,7 @@ import numpy as np
 
 from .. import _validate as V
 from .._native_loader import _native
-from ..network import Network, _check_eval_memory, _threads, data_arrays, flatten
+from ..network import INT32_MAX, Network, _check_eval_memory, _threads, data_arrays, flatten
 from ..progress import progress_callback
 from .result import AttackResult
 
@@ -59,7 +59,7 @@ def deepfool(net: Network, params, X, overshoot: float = 0.02, max_iter: int = 5
         dtype. Points with NaN/inf get status NON_FINITE (no exception).
     overshoot : float in [0, 1]
         eta; the returned perturbation is (1 + eta) r~.
-    max_iter : int >= 1
+    max_iter : int in [1, 2**31 - 1]
         Steps per point before giving up (status MAX_ITER).
     norm : 2 or inf
     candidates : int, optional
@@ -87,7 +87,7 @@ def deepfool(net: Network, params, X, overshoot: float = 0.02, max_iter: int = 5
     flat = flatten(net, params)
     S, K = flat.shape[0], net.n_logits
     overshoot = V.real(overshoot, "overshoot", minimum=0.0, maximum=MAX_OVERSHOOT)
-    max_iter = V.integer(max_iter, "max_iter", 1)
+    max_iter = V.integer(max_iter, "max_iter", 1, INT32_MAX)
     norm_ord = norm_order(norm)
     V.option(variant, "variant", VARIANTS)
     if K == 1:
