@@ -8,13 +8,16 @@ import numpy as np
 
 
 class AttackStatus(enum.IntEnum):
-    """Per-point outcome (``AttackResult.status``)."""
+    """Per-point outcome (``AttackResult.status``).
 
-    FLIPPED = 0        #: x + perturbation has a different label than x
+    NON_FINITE also covers a label change reached through overflow: a perturbation, an
+    adversarial point x + perturbation or a norm that is not finite (e.g. at x = (1e300, 0.5)).
+    """
+
+    FLIPPED = 0        #: x + perturbation has a different label than x (all of it finite)
     MAX_ITER = 1       #: the iteration / search budget ran out without a label change
     ZERO_GRADIENT = 2  #: no direction to step in (all candidate gradients are zero)
-    NON_FINITE = 3     #: NaN/inf in the point, the logits, the gradients, the perturbation,
-    #: the adversarial point x + perturbation or the perturbation's norm (overflow)
+    NON_FINITE = 3     #: NaN/inf in the point, logits, gradients, perturbation or its norm
 
 
 def norms(v: np.ndarray, ord_, lead: int = 2) -> np.ndarray:
