@@ -93,8 +93,8 @@ def train(
     y : targets (N,), (N, K) or with leading S (see :func:`falsestruct_fast.network.data_arrays`).
     epochs : int >= 0
     batch_size : int in [1, N], and at most :func:`~falsestruct_fast.network.max_batch_rows`
-        (rows x workspace scalars per row must fit in 32 bits; about 10**6 images of the
-        paper's CNN).
+        (rows x workspace scalars per row must fit in 32 bits: 17329 images of the paper's
+        CNN, 6.7 million rows of Experiment I's MLP).
     optimizer : Adam, default ``Adam()`` (TF1 defaults).
     shuffle : {"samples", "batches", "none"}
         "samples": a new random permutation of the samples every epoch; "batches": fixed
