@@ -156,8 +156,11 @@ def main() -> int:
     parser.add_argument("--n-steps", type=int, default=200)
     args = parser.parse_args()
 
-    # JAX is imported lazily by peers, so its thread settings can still be
-    # applied to this process's environment here.
+    # Every side on the same CPUs; JAX is imported lazily by peers, so its thread settings
+    # can still be applied to this process's environment here.
+    import timing
+
+    timing.pin_self(args.threads)
     os.environ.update(peers.jax_env(args.threads))
 
     print("available:", peers.available())

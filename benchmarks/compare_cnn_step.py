@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import time
@@ -81,8 +82,6 @@ def measure_scaling(dtype: str, S: int):
     thread trains its own networks either way). At least 10 rounds, more (up to 40) while under
     12 s in all. Returns the best ms per network-step of each, the speed-ups of the bests, and
     the medians of the rounds' speed-ups."""
-    import statistics
-
     import cnn_step_cases as cases
 
     configs = ((S, 1), (S, 2), (2 * S, 2))
@@ -177,8 +176,6 @@ def main():
         kind, dtype, threads, rounds, torch, jax = args.worker
         print(json.dumps(worker(kind, dtype, int(threads), int(rounds), torch == "1", jax == "1")))
         return
-    import statistics
-
     import falsestruct_fast as fs
     import flops
     import peers

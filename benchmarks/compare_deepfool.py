@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -30,9 +29,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import deepfool_cases as cases  # noqa: E402
 import timing  # noqa: E402
-
-PINNED_ENV = "FALSESTRUCT_BENCH_PINNED"
-
 
 def _installed(name: str) -> bool:
     import importlib.util
@@ -77,14 +73,6 @@ def compare(case: str, size: int, dtype: str, threads: int, rounds: int) -> dict
     return row
 
 
-def pin_self(threads: int) -> None:
-    """Re-runs this script pinned to `threads` CPUs (once; a no-op without taskset)."""
-    if os.environ.get(PINNED_ENV) or not timing.pinned(["x"], threads)[0] == "taskset":
-        return
-    env = dict(os.environ, **{PINNED_ENV: "1"})
-    sys.exit(subprocess.run(timing.pinned([sys.executable] + sys.argv, threads), env=env).returncode)
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smaller cases, 2 rounds")
@@ -92,7 +80,7 @@ def main():
     ap.add_argument("--markdown", action="store_true", help="accepted; the table is always markdown")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
-    pin_self(args.threads)
+    timing.pin_self(args.threads)
     rounds = args.rounds or (2 if args.quick else 3)
     sizes = [("mlp", 10 if args.quick else 100), ("cnn", 100 if args.quick else 1000)]
     print(f"# DeepFool, float32; {timing.machine()}; pinned to CPUs {sorted(os.sched_getaffinity(0))}, "

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import os
 import subprocess
 import sys
@@ -77,8 +78,6 @@ def in_worker(dtype: str, threads: int, S_values, rounds: int) -> dict | None:
 
 def best_config(times: dict, prefix: str):
     """The peer's configuration with the lower median (name, per-round times) or None."""
-    import statistics
-
     options = {k: v for k, v in times.items() if k.startswith(prefix)}
     if not options:
         return None
@@ -120,7 +119,6 @@ def main():
     header = ["dtype", "S", "threads", "falsestruct", "÷ floor", "JAX (best of vmap/loop)", "ratio",
               "PyTorch (best of eager/vmap)", "ratio"]
     print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
-    import statistics
 
     for dtype in ("float32", "float64"):
         for threads in (1, 2):

@@ -66,17 +66,16 @@ def _probe_binary() -> Path:
     return exe
 
 
-def fma_gflops(cpu: int | None = None, attempts: int = 5) -> dict:
+def fma_gflops(attempts: int = 5) -> dict:
     """{"float32": GFLOP/s, "float64": GFLOP/s} of one core, the best of `attempts` probe runs
-    (each itself the best of 40 short runs) pinned to `cpu` (default: the first allowed CPU)."""
-    import os
+    (each itself the best of 40 short runs) pinned to the first allowed CPU."""
+    sys.path.insert(0, str(HERE))
+    from timing import pinned
 
-    cpu = min(os.sched_getaffinity(0)) if cpu is None else cpu
     exe = _probe_binary()
     best = {"float32": 0.0, "float64": 0.0}
     for _ in range(attempts):
-        out = subprocess.run(["taskset", "-c", str(cpu), str(exe)], capture_output=True,
-                             text=True, check=True)
+        out = subprocess.run(pinned([str(exe)], 1), capture_output=True, text=True, check=True)
         rates = json.loads(out.stdout)
         best = {k: max(best[k], rates[k]) for k in best}
     return best

@@ -4,6 +4,7 @@
   comparison scripts run all sides of a comparison in one such process, so every side has the
   same cores (XLA has no exact thread-count knob, PyTorch and our engine have one: pinning the
   whole process is what makes them equal).
+* ``pin_self(threads)``: the same for a script that runs all its sides in its own process.
 * ``alternate(runs, rounds, warmup)``: every side gets the same warm-up calls and the same
   number of timed calls, in rounds whose order alternates (A B C, C B A, ...), so that a burst of
   load from other work on a shared machine falls on every side alike.
@@ -32,6 +33,21 @@ def pinned(cmd: Sequence[str], threads: int) -> List[str]:
     if shutil.which("taskset") is None:
         return list(cmd)
     return ["taskset", "-c", cpu_list(threads)] + list(cmd)
+
+
+PINNED_ENV = "FALSESTRUCT_BENCH_PINNED"
+
+
+def pin_self(threads: int) -> None:
+    """Re-runs the current script pinned to `threads` CPUs and exits with its status (once: the
+    pinned run sees PINNED_ENV; a no-op without taskset). Call it before any work."""
+    import subprocess
+    import sys
+
+    if os.environ.get(PINNED_ENV) or shutil.which("taskset") is None:
+        return
+    env = dict(os.environ, **{PINNED_ENV: "1"})
+    sys.exit(subprocess.run(pinned([sys.executable] + sys.argv, threads), env=env).returncode)
 
 
 def alternate(runs: Mapping[str, Callable[[], object]], rounds: int, warmup: int = 1,
