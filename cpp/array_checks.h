@@ -4,6 +4,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <sstream>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -50,6 +51,35 @@ T* checked_data(py::handle obj, const char* name, const std::vector<py::ssize_t>
   if (writeable && !a.writeable())
     throw py::value_error(std::string(name) + ": array is read-only but is written in place");
   return static_cast<T*>(const_cast<void*>(a.data()));
+}
+
+// An array argument by name, for check_outputs_disjoint.
+struct NamedArray {
+  const char* name;
+  py::handle array;  // None: an optional argument not given
+};
+
+// Outputs are written in place while the other arguments are read: an output that shares
+// memory with any other array argument would give results depending on the order of the
+// writes. The first n_outputs entries of `arrays` are outputs; every array has passed
+// checked_data (C-contiguous: one byte range each).
+inline void check_outputs_disjoint(const std::vector<NamedArray>& arrays, size_t n_outputs) {
+  auto range = [](py::handle h) {
+    const auto a = py::reinterpret_borrow<py::array>(h);
+    const char* p = static_cast<const char*>(a.data());
+    return std::make_pair(p, p + a.nbytes());
+  };
+  for (size_t i = 0; i < n_outputs; ++i) {
+    if (arrays[i].array.is_none()) continue;
+    const auto out = range(arrays[i].array);
+    for (size_t j = 0; j < arrays.size(); ++j) {
+      if (j == i || arrays[j].array.is_none()) continue;
+      const auto other = range(arrays[j].array);
+      if (out.first < other.second && other.first < out.second)
+        throw py::value_error(std::string(arrays[i].name) + ": shares memory with " + arrays[j].name +
+                              " (outputs are written in place)");
+    }
+  }
 }
 
 }  // namespace fs_py

@@ -150,6 +150,8 @@ void deepfool_impl(const fs::NetShape& s, py::handle theta, py::handle X, py::ha
   T* p = checked_data<T>(pert, "perturbation_out", {S, N, s.width[0]}, true);
   int* it = checked_data<int>(iters, "iterations_out", {S, N}, true);
   int* st = checked_data<int>(status, "status_out", {S, N}, true);
+  fs_py::check_outputs_disjoint({{"perturbation_out", pert}, {"iterations_out", iters}, {"status_out", status},
+                                 {"theta", theta}, {"X", X}}, 3);
   run_interruptible(static_cast<int64_t>(S) * N, progress, 0.5,
                     [&](fs::RunControl& control, const std::function<bool()>& poll, double seconds) {
                       fs::deepfool_host(s, th, S, x, xs, N, o, p, it, st, n_threads, control, poll,
@@ -166,6 +168,7 @@ void logit_input_grads_impl(const fs::NetShape& s, py::handle theta, py::handle 
   int N;
   const T* x = data_array<T>(X, "X", S, s.width[0], &xs, &N);
   T* o = checked_data<T>(out, "out", {S, N, s.n_logits(), s.width[0]}, true);
+  fs_py::check_outputs_disjoint({{"out", out}, {"theta", theta}, {"X", X}}, 1);
   run_interruptible(0, py::none(), 0, [&](fs::RunControl&, const std::function<bool()>& poll, double seconds) {
     fs::logit_input_grads_host(s, th, S, x, xs, N, o, n_threads, emulate, poll, seconds);
   });
@@ -176,6 +179,7 @@ void init_impl(const fs::NetShape& s, py::handle seeds, py::handle theta, int n_
   const int S = fs_py::leading_dim(seeds, "seeds");
   const uint64_t* sd = checked_data<uint64_t>(seeds, "seeds", {-1}, false);
   T* th = checked_data<T>(theta, "theta", {S, s.n_params}, true);
+  fs_py::check_outputs_disjoint({{"theta", theta}, {"seeds", seeds}}, 1);
   run_interruptible(0, py::none(), 0, [&](fs::RunControl&, const std::function<bool()>& poll, double seconds) {
     fs::net_init_host(s, sd, S, th, n_threads, poll, seconds);
   });
@@ -209,6 +213,8 @@ void loss_and_grad_impl(const fs::NetShape& s, int64_t loss_kind, py::handle the
   T* ig = input_grad_out.is_none()
               ? nullptr
               : checked_data<T>(input_grad_out, "input_grad_out", {S, N, s.width[0]}, true);
+  fs_py::check_outputs_disjoint({{"loss_out", loss_out}, {"grad_out", grad_out}, {"input_grad_out", input_grad_out},
+                                 {"theta", theta}, {"X", X}, {"Y", Y}}, 3);
   if (kind == fs::LossKind::SoftmaxCE)
     fs_py::check_class_labels(y, (ys ? S : 1) * static_cast<int64_t>(N), s.n_logits(), "Y");
   run_interruptible(0, py::none(), 0, [&](fs::RunControl&, const std::function<bool()>& poll, double seconds) {

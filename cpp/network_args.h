@@ -175,6 +175,7 @@ ForwardArgs<T> forward_args_from_python(const fs::NetShape& s, py::handle theta,
   a.theta = checked_data<T>(theta, "theta", {-1, s.n_params}, false);
   a.X = data_array<T>(X, "X", a.S, s.width[0], &a.x_net_stride, &a.N);
   a.out = checked_data<T>(out, "out", {a.S, a.N, s.n_logits()}, true);
+  check_outputs_disjoint({{"out", out}, {"theta", theta}, {"X", X}}, 1);
   return a;
 }
 
@@ -218,6 +219,8 @@ fs::TrainArgs<T> train_args_from_python(const fs::NetShape& s, int64_t loss_kind
   a.n_records = a.epochs > 0 ? fs::n_records_for(a.epochs, a.record_every) : 0;
   a.loss_history = checked_data<double>(loss_hist, "loss_history", {S, a.n_records}, true);
   a.acc_history = checked_data<double>(acc_hist, "acc_history", {S, a.n_records}, true);
+  check_outputs_disjoint({{"theta", theta}, {"adam_m", m}, {"adam_v", v}, {"loss_history", loss_hist},
+                          {"acc_history", acc_hist}, {"X", X}, {"Y", Y}, {"seeds", seeds}}, 5);
   // Read last: the labels are the only data read here, after every shape is known to be valid.
   if (a.loss == fs::LossKind::SoftmaxCE)
     check_class_labels(a.Y, (a.y_net_stride ? S : 1) * static_cast<int64_t>(a.N), s.n_logits(), "Y");

@@ -449,3 +449,27 @@ def test_native_philox_matches_reference_with_high_counter_words():
         key = tuple(int(k) for k in rng.integers(0, 2**32, 2, dtype=np.uint64))
         assert counter[3] != 0
         assert _native.philox4x32_10(counter, key) == R.philox4x32_10(counter, key)
+
+
+# ---- outputs never alias another argument -------------------------------------------------------
+@pytest.mark.parametrize("func,output,other", [
+    ("net_forward", "out", "X"),
+    ("net_init", "theta", "seeds"),
+    ("net_loss_and_grad", "grad_out", "theta"),
+    ("net_loss_and_grad", "input_grad_out", "X"),
+    ("net_deepfool", "status_out", "iterations_out"),
+    ("net_train", "adam_m", "adam_v"),
+    ("net_train", "loss_history", "acc_history"),
+])
+def test_output_sharing_memory_with_another_argument_is_refused(func, output, other):
+    # The output is a view of the other argument's buffer with the shape and dtype it needs.
+    args = native_call_args(func, MLP_2_8_1, N=4)
+    want = args[output]
+    base = args[other].view(np.uint8).reshape(-1)
+    if base.size < want.nbytes:
+        base = np.zeros(want.nbytes, np.uint8)
+        args[other] = base[:args[other].nbytes].view(args[other].dtype).reshape(args[other].shape)
+    args[output] = base[:want.nbytes].view(want.dtype).reshape(want.shape)
+    pair = rf"({output}: shares memory with {other}|{other}: shares memory with {output})"
+    with pytest.raises(ValueError, match=rf"^{pair} \(outputs are written in place\)$"):
+        getattr(_native, func)(**args)
