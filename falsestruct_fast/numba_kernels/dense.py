@@ -1,0 +1,61 @@
+"""Dense layer forward and backward on sample-major activations: x (B, n_in), W (n_in, n_out)
+(Keras layout), b (n_out,), y (B, n_out). Every sum runs over its index in ascending order,
+accumulating in the arrays' dtype (as the native engine; its blocked sums may round differently).
+"""
+from __future__ import annotations
+
+from ._jit import kernel
+
+from .relu import relu_grad_if, relu_if
+
+
+@kernel
+def dense_forward(x, W, b, y, relu):
+    """y[n, j] = act(b[j] + sum_i x[n, i] W[i, j]); act = ReLU when `relu`, else identity."""
+    B, n_in = x.shape
+    n_out = W.shape[1]
+    zero = y.dtype.type(0)
+    for n in range(B):
+        for j in range(n_out):
+            y[n, j] = zero
+        for i in range(n_in):
+            xi = x[n, i]
+            for j in range(n_out):
+                y[n, j] += xi * W[i, j]
+        for j in range(n_out):
+            y[n, j] = relu_if(relu, b[j] + y[n, j], zero)
+
+
+@kernel
+def dense_backward_input(W, dy, x, dx, relu_input):
+    """dx[n, i] = sum_j dy[n, j] W[i, j], times relu'(x) when the layer's input x (B, n_in) is
+    a ReLU output (`relu_input`)."""
+    B, n_out = dy.shape
+    n_in = W.shape[0]
+    zero = dx.dtype.type(0)
+    for n in range(B):
+        for i in range(n_in):
+            s = zero
+            for j in range(n_out):
+                s += dy[n, j] * W[i, j]
+            dx[n, i] = relu_grad_if(relu_input, x[n, i], s, zero)
+
+
+@kernel
+def dense_backward_params(x, dy, dW, db):
+    """dW[i, j] = sum_n x[n, i] dy[n, j];  db[j] = sum_n dy[n, j]."""
+    B, n_in = x.shape
+    n_out = dy.shape[1]
+    zero = dW.dtype.type(0)
+    for i in range(n_in):
+        for j in range(n_out):
+            dW[i, j] = zero
+    for j in range(n_out):
+        db[j] = zero
+    for n in range(B):
+        for i in range(n_in):
+            xi = x[n, i]
+            for j in range(n_out):
+                dW[i, j] += xi * dy[n, j]
+        for j in range(n_out):
+            db[j] += dy[n, j]
