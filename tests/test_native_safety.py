@@ -377,6 +377,18 @@ LONG_CALLS = textwrap.dedent("""
                                      1, None, 2.0)
         return call, None
 
+    def train_long_epoch():
+        # one epoch of 4000 batches of one image (128-filter convs): stops within the epoch
+        spec = [32, 32, 1, 1, 128, 3, 1, 1, 128, 3, 1, 0, 1, 0, 0]
+        theta = np.zeros((1, nat.n_params(spec)), np.float32)
+        nat.net_init(spec, np.zeros(1, np.uint64), theta)
+        X = np.ones((4000, 1024), np.float32)
+        call = lambda: nat.net_train(spec, 0, 0, (1e-3, 0.9, 0.999, 1e-8), X, np.ones((4000, 1), np.float32),
+                                     theta, np.zeros_like(theta), np.zeros_like(theta),
+                                     np.zeros(1, np.uint64), 1, 1, 0, 1, np.zeros((1, 1)), np.zeros((1, 1)),
+                                     1, None, 2.0)
+        return call, None
+
     for name in sys.argv[1:]:
         call, unfinished = globals()[name]()
         print("start", name, flush=True)
@@ -388,7 +400,7 @@ LONG_CALLS = textwrap.dedent("""
             print("interrupted", name, time.perf_counter() - t0,
                   unfinished() if unfinished else -1, flush=True)
 """)
-INTERRUPTIBLE = ["forward", "logit_input_grads", "loss_and_grad", "deepfool", "train"]
+INTERRUPTIBLE = ["forward", "logit_input_grads", "loss_and_grad", "deepfool", "train", "train_long_epoch"]
 INTERRUPT_DEADLINE_S = 20.0   # after SIGINT; the calls run for minutes without it
 
 

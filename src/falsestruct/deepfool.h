@@ -115,11 +115,6 @@ FS_HD FS_INLINE void pick_candidates(const T* z, int K, int label, int C, int* o
   }
 }
 
-// Cancellation hook of deepfool_rows: the GPU (and a caller that cannot cancel) never stops.
-struct NeverStop {
-  FS_HD bool operator()() const { return false; }
-};
-
 // DeepFool for tile rows [0, B) = data rows X[row0 + t] of one network. Writes, per tile row,
 // pert (B, d) = the returned perturbation (NaN for kAttackNonFinite), iters (B) = steps taken,
 // status (B) = an AttackStatus. The label is always checked at exactly x0 + pert.

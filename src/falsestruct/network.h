@@ -177,7 +177,7 @@ FS_HD T* net_backward(const Block& blk, const NetShape& s, const T* theta,
 // Arguments of the fused training of S networks (net_train_host, the CUDA engine's train):
 // epochs x floor(N / B) Adam steps per network. Arrays are C-contiguous, network axis first;
 // the caller allocates everything (n_records = n_records_for(epochs, record_every)) and nothing
-// is validated here (the Python layer does that).
+// is validated here (the Python bindings check every argument: cpp/network_args.h).
 template <class T>
 struct TrainArgs {
   NetShape shape;
@@ -216,11 +216,23 @@ FS_HD void copy_network_state(const Block& blk, int64_t P, const T* theta, const
   });
 }
 
+// Cancellation hook of the long per-network loops (training steps, DeepFool iterations): the
+// GPU, and a caller that cannot cancel, never stops.
+struct NeverStop {
+  FS_HD bool operator()() const { return false; }
+};
+
+// Steps between two checks of the stop hook in a long epoch.
+constexpr int kStopCheckSteps = 64;
+
 // Trains network `net` for args.epochs epochs. `on_epoch(epoch)` is called after each epoch
 // and returns false to stop early (cancellation); the GPU passes a hook that always continues.
-template <class Block, class T, class EpochHook>
+// Within an epoch, stop() is asked every kStopCheckSteps steps (an epoch of many batches may
+// be long); when it returns true the epoch is abandoned and the outputs keep the state after
+// the last whole epoch.
+template <class Block, class T, class EpochHook, class StopHook = NeverStop>
 FS_HD void train_network(const Block& blk, const TrainArgs<T>& a, int net,
-                             const NetWorkspace<T>& ws, EpochHook on_epoch) {
+                             const NetWorkspace<T>& ws, EpochHook on_epoch, StopHook stop = StopHook{}) {
   const NetShape& s = a.shape;
   const int B = a.B, N = a.N, d = s.width[0], K = s.n_logits();
   const int t_per = targets_per_sample(a.loss, K);
@@ -277,6 +289,7 @@ FS_HD void train_network(const Block& blk, const TrainArgs<T>& a, int net,
       net_backward(blk, s, theta, ws, B, false);
       ++t;
       adam_update(blk, a.adam, t, ws.grad, theta, m, v, s.n_params);
+      if (step % kStopCheckSteps == kStopCheckSteps - 1 && stop()) return;
     }
     if (record) {
       const int r = epoch_no % a.record_every == 0 ? epoch_no / a.record_every - 1 : a.n_records - 1;

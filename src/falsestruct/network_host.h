@@ -210,7 +210,7 @@ void net_train_host(const TrainArgs<T>& args, int S, int n_threads, RunControl& 
   const int n_batches = args.N / args.B;
   const int n_perm = std::max(args.N, n_batches);
   WorkerScratch<T> scratch(n_threads);
-  std::vector<char> stop(n_threads, 0);  // per team: the epoch hook's decision, shared
+  std::vector<char> stop(n_threads, 0);  // per team: the stop decision of the hooks below, shared
   for_each_network(s, args.B, S, n_threads, emulate_threads, control, poll, poll_seconds,
                    [&](auto blk, int net, int w) {
                      blk.single([&] { scratch.reserve(w, s, args.B, n_perm); });  // once per team
@@ -224,7 +224,11 @@ void net_train_host(const TrainArgs<T>& args, int S, int n_threads, RunControl& 
                        });
                        return !stop[w];
                      };
-                     train_network(blk, args, net, ws, on_epoch);
+                     auto stop_requested = [&] {
+                       blk.single([&] { stop[w] = control.cancelled.load(std::memory_order_relaxed); });
+                       return stop[w] != 0;
+                     };
+                     train_network(blk, args, net, ws, on_epoch, stop_requested);
                    });
 }
 
