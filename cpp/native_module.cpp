@@ -240,6 +240,11 @@ int64_t train_impl(const fs::NetShape& s, int64_t loss_kind, int64_t shuffle, py
 
 }  // namespace
 
+// Docstring tail of every binding that reads arrays of numbers.
+#define FS_VALUES_NOTE                                                                        \
+  " Arguments are checked (TypeError/ValueError naming them); array values are not: NaN/inf " \
+  "in theta, X, Y or Adam moments give NaN results (the high-level API checks them)."
+
 PYBIND11_MODULE(_native, mod) {
   mod.doc() =
       "falsestruct_fast CPU engine (C++ kernels, threads over networks).\n\n"
@@ -288,7 +293,8 @@ PYBIND11_MODULE(_native, mod) {
         else init_impl<float>(s, seeds, theta, threads);
       },
       py::arg("spec"), py::arg("seeds"), py::arg("theta"), py::arg("n_threads") = 0,
-      "Glorot-uniform weights, zero biases into theta (S, P) T for seeds (S,) uint64.");
+      "Glorot-uniform weights, zero biases into theta (S, P) T for seeds (S,) uint64. Arguments "
+      "are checked (TypeError/ValueError naming them).");
 
   mod.def(
       "net_forward",
@@ -302,7 +308,7 @@ PYBIND11_MODULE(_native, mod) {
       py::arg("spec"), py::arg("theta"), py::arg("X"), py::arg("out"), py::arg("n_threads") = 0,
       py::arg("emulate_threads") = 0,
       "Logits out (S, N, K) T of X (N, d) or (S, N, d) T for parameters theta (S, P) T. N = 0 "
-      "is an empty result.");
+      "is an empty result." FS_VALUES_NOTE);
 
   mod.def(
       "net_loss_and_grad",
@@ -324,7 +330,7 @@ PYBIND11_MODULE(_native, mod) {
       "Mean loss (S,) T, gradient (S, P) T and optionally input gradient (S, N, d) T over all "
       "N >= 1 rows of X (N, d) or (S, N, d) and targets Y (N, t) or (S, N, t) (loss_kind 0 "
       "sigmoid: t = K; 1 softmax: t = 1, class indices in [0, K), checked). The rows are one "
-      "batch: N times workspace_scalars_per_row(spec) must stay below 2**31.");
+      "batch: N times workspace_scalars_per_row(spec) must stay below 2**31." FS_VALUES_NOTE);
 
   mod.def(
       "net_deepfool",
@@ -347,7 +353,8 @@ PYBIND11_MODULE(_native, mod) {
       "DeepFool on every point of X (N, d) or (S, N, d) T (N >= 1) for each network: "
       "perturbation (S, N, d) T, iterations (S, N) int32, status (S, N) int32 written in place. "
       "overshoot finite >= 0, max_iter in [0, 2**31 - 1], candidates in [1, K - 1], clip None or "
-      "(lo, hi) finite with lo < hi; progress(done, total) is called about every 0.5 s.");
+      "(lo, hi) finite with lo < hi; progress(done, total) is called about every 0.5 s."
+      FS_VALUES_NOTE);
 
   mod.def(
       "net_logit_input_grads",
@@ -361,7 +368,7 @@ PYBIND11_MODULE(_native, mod) {
       py::arg("spec"), py::arg("theta"), py::arg("X"), py::arg("out"), py::arg("n_threads") = 0,
       py::arg("emulate_threads") = 0,
       "Gradient of every logit w.r.t. the input: out (S, N, K, d) T for X (N, d) or (S, N, d) T. "
-      "N = 0 is an empty result.");
+      "N = 0 is an empty result." FS_VALUES_NOTE);
 
   mod.def(
       "net_train",
@@ -393,5 +400,5 @@ PYBIND11_MODULE(_native, mod) {
       "acc_history (S, n_records) float64. adam = (lr, beta1, beta2, eps): finite, lr > 0, "
       "0 <= beta < 1, eps > 0; shuffle 0 none, 1 samples, 2 batches; epochs in [0, 2**31 - 1], "
       "batch_size in [1, N], record_every >= 1, step0 >= 0; progress(done, total) every "
-      "progress_seconds (finite, > 0). Returns the number of network-epochs run.");
+      "progress_seconds (finite, > 0). Returns the number of network-epochs run." FS_VALUES_NOTE);
 }
