@@ -1,7 +1,8 @@
 """Fuzzing of the low-level bindings (falsestruct_fast._native), issue 16.
 
 About 1,500 generated calls with a fixed seed: random small networks (dense, conv, pool) and
-oversized specs, random dtypes, shapes, layouts, lists, None and odd scalars for every argument.
+oversized specs, random dtypes, shapes, layouts, lists, None, aliased outputs and odd scalars
+for every argument.
 Every call must succeed or raise TypeError/ValueError whose message starts with the name of one
 of the call's arguments; never another exception, never a signal. Unmodified calls must write
 every output, finite. The calls run in a fresh interpreter so that a crash fails the test.
@@ -162,7 +163,16 @@ for i in range(N_CALLS):
         args["progress"] = None
         args["progress_seconds"] = 2.0
     mutated = []
-    if rng.random() < 0.75:
+    arrays = [name for name, value in args.items() if isinstance(value, np.ndarray) and value.nbytes]
+    if rng.random() < 0.05 and len(arrays) > 1:
+        # an output that is a view of another argument's memory
+        output = pick([name for name in NATIVE_OUTPUTS[func] if name in arrays] or arrays)
+        other = pick([name for name in arrays if name != output])
+        base = args[other].view(np.uint8).reshape(-1)
+        if base.size >= args[output].nbytes:
+            args[output] = base[:args[output].nbytes].view(args[output].dtype).reshape(args[output].shape)
+            mutated.append(f"{output}:alias-of-{other}")
+    elif rng.random() < 0.75:
         for name in rng.choice(list(args), size=int(rng.integers(1, 3)), replace=False):
             if isinstance(args[name], np.ndarray):
                 kind, args[name] = bad_array(args[name])
@@ -184,6 +194,8 @@ for i in range(N_CALLS):
         bad.append(f"call {i} {func} {mutated}: {type(exc).__name__}: {exc}")
     else:
         stats["ok"] += 1
+        if any("alias-of" in m for m in mutated):
+            bad.append(f"call {i} {func} {mutated}: an output sharing memory was accepted")
         if not mutated:   # finite inputs and options: every output written, finite
             stats["checked_outputs"] += 1
             for name in NATIVE_OUTPUTS[func]:
