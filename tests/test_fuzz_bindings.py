@@ -164,9 +164,10 @@ for i in range(N_CALLS):
         args["progress_seconds"] = 2.0
     mutated = []
     arrays = [name for name, value in args.items() if isinstance(value, np.ndarray) and value.nbytes]
-    if rng.random() < 0.05 and len(arrays) > 1:
+    outputs = [name for name in NATIVE_OUTPUTS[func] if name in arrays]
+    if rng.random() < 0.05 and outputs and len(arrays) > 1:
         # an output that is a view of another argument's memory
-        output = pick([name for name in NATIVE_OUTPUTS[func] if name in arrays] or arrays)
+        output = pick(outputs)
         other = pick([name for name in arrays if name != output])
         base = args[other].view(np.uint8).reshape(-1)
         if base.size >= args[output].nbytes:
