@@ -8,6 +8,32 @@ from ._jit import kernel
 
 from .relu import relu_grad_if, relu_if
 
+# Below this many outputs a layer is "narrow" (e.g. the one logit of a binary classifier): loops
+# over outputs would be too short to vectorise, so the loops run over inputs instead.
+NARROW_OUTPUTS = 8
+
+
+@kernel(inline="always")
+def _dot_strided(x, W, j, zero):
+    """sum_i x[i] W[i, j] with four partial sums (i mod 4), added as (s0 + s1) + (s2 + s3):
+    independent chains, so the sum is not one long chain of dependent additions."""
+    n = x.shape[0]
+    s0 = zero
+    s1 = zero
+    s2 = zero
+    s3 = zero
+    i = 0
+    while i + 4 <= n:
+        s0 += x[i] * W[i, j]
+        s1 += x[i + 1] * W[i + 1, j]
+        s2 += x[i + 2] * W[i + 2, j]
+        s3 += x[i + 3] * W[i + 3, j]
+        i += 4
+    while i < n:
+        s0 += x[i] * W[i, j]
+        i += 1
+    return (s0 + s1) + (s2 + s3)
+
 
 @kernel
 def dense_forward(x, W, b, y, relu):
@@ -15,6 +41,11 @@ def dense_forward(x, W, b, y, relu):
     B, n_in = x.shape
     n_out = W.shape[1]
     zero = y.dtype.type(0)
+    if n_out < NARROW_OUTPUTS:
+        for n in range(B):
+            for j in range(n_out):
+                y[n, j] = relu_if(relu, b[j] + _dot_strided(x[n], W, j, zero), zero)
+        return
     for n in range(B):
         for j in range(n_out):
             y[n, j] = zero
@@ -33,6 +64,17 @@ def dense_backward_input(W, dy, x, dx, relu_input):
     B, n_out = dy.shape
     n_in = W.shape[0]
     zero = dx.dtype.type(0)
+    if n_out < NARROW_OUTPUTS:  # dx[n, :] += dy[n, j] W[:, j], j ascending
+        for n in range(B):
+            for i in range(n_in):
+                dx[n, i] = zero
+            for j in range(n_out):
+                d = dy[n, j]
+                for i in range(n_in):
+                    dx[n, i] += d * W[i, j]
+            for i in range(n_in):
+                dx[n, i] = relu_grad_if(relu_input, x[n, i], dx[n, i], zero)
+        return
     for n in range(B):
         for i in range(n_in):
             s = zero
@@ -53,9 +95,15 @@ def dense_backward_params(x, dy, dW, db):
     for j in range(n_out):
         db[j] = zero
     for n in range(B):
-        for i in range(n_in):
-            xi = x[n, i]
+        if n_out < NARROW_OUTPUTS:  # the same sums over n, with the loop over inputs inside
             for j in range(n_out):
-                dW[i, j] += xi * dy[n, j]
+                d = dy[n, j]
+                for i in range(n_in):
+                    dW[i, j] += x[n, i] * d
+        else:
+            for i in range(n_in):
+                xi = x[n, i]
+                for j in range(n_out):
+                    dW[i, j] += xi * dy[n, j]
         for j in range(n_out):
             db[j] += dy[n, j]
