@@ -97,7 +97,7 @@ const py::object& progress_from(const py::object& progress) {
 
 double progress_seconds_from(double progress_seconds) {
   if (!(std::isfinite(progress_seconds) && progress_seconds > 0))
-    throw py::value_error("progress_seconds: must be finite and > 0, got " + std::to_string(progress_seconds));
+    throw py::value_error("progress_seconds: must be finite and > 0, got " + fs_py::float_str(progress_seconds));
   return progress_seconds;
 }
 
@@ -108,7 +108,7 @@ fs::DeepFoolOptions deepfool_options_from(const fs::NetShape& s, double overshoo
                                           const py::object& clip) {
   fs::DeepFoolOptions o;
   o.overshoot = fs_py::finite_option(overshoot, "overshoot");
-  if (!(o.overshoot >= 0)) throw py::value_error("overshoot: must be >= 0, got " + std::to_string(overshoot));
+  if (!(o.overshoot >= 0)) throw py::value_error("overshoot: must be >= 0, got " + fs_py::float_str(overshoot));
   o.max_iter = fs_py::int_option(max_iter, "max_iter", 0, fs::kMaxIntCount);
   o.linf = linf;
   o.foolbox = foolbox;
@@ -128,7 +128,7 @@ fs::DeepFoolOptions deepfool_options_from(const fs::NetShape& s, double overshoo
 template <class T>
 void check_representable(double v, const char* name) {
   if (!std::isfinite(static_cast<T>(v)))
-    throw py::value_error(std::string(name) + ": " + std::to_string(v) + " overflows " +
+    throw py::value_error(std::string(name) + ": " + fs_py::float_str(v) + " overflows " +
                           std::string(py::str(py::dtype::of<T>())));
 }
 

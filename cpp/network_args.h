@@ -75,9 +75,12 @@ inline int int_option(int64_t v, const char* name, int64_t lo, int64_t hi) {
   return static_cast<int>(v);
 }
 
+// A float as Python writes it (1e+300, 0.5, nan), for messages.
+inline std::string float_str(double v) { return std::string(py::repr(py::float_(v))); }
+
 // A float option that must be finite (NaN and inf are refused by every option).
 inline double finite_option(double v, const char* name) {
-  if (!std::isfinite(v)) throw py::value_error(std::string(name) + ": must be finite, got " + std::to_string(v));
+  if (!std::isfinite(v)) throw py::value_error(std::string(name) + ": must be finite, got " + float_str(v));
   return v;
 }
 
@@ -107,10 +110,10 @@ inline fs::AdamHyper adam_from(py::handle adam) {
   a.beta1 = finite_option(h[1], "adam beta1");
   a.beta2 = finite_option(h[2], "adam beta2");
   a.eps = finite_option(h[3], "adam eps");
-  if (!(a.lr > 0)) throw py::value_error("adam lr: must be > 0, got " + std::to_string(a.lr));
-  if (!(a.beta1 >= 0 && a.beta1 < 1)) throw py::value_error("adam beta1: must be in [0, 1), got " + std::to_string(a.beta1));
-  if (!(a.beta2 >= 0 && a.beta2 < 1)) throw py::value_error("adam beta2: must be in [0, 1), got " + std::to_string(a.beta2));
-  if (!(a.eps > 0)) throw py::value_error("adam eps: must be > 0, got " + std::to_string(a.eps));
+  if (!(a.lr > 0)) throw py::value_error("adam lr: must be > 0, got " + float_str(a.lr));
+  if (!(a.beta1 >= 0 && a.beta1 < 1)) throw py::value_error("adam beta1: must be in [0, 1), got " + float_str(a.beta1));
+  if (!(a.beta2 >= 0 && a.beta2 < 1)) throw py::value_error("adam beta2: must be in [0, 1), got " + float_str(a.beta2));
+  if (!(a.eps > 0)) throw py::value_error("adam eps: must be > 0, got " + float_str(a.eps));
   return a;
 }
 

@@ -11,6 +11,7 @@ import re
 import signal
 import textwrap
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -105,7 +106,6 @@ def test_every_array_argument_refuses_non_arrays():
                     else:
                         print(func, name, "accepted", type(bad).__name__)
     """)
-    from pathlib import Path
     rc, out, err = run_python(script, str(Path(__file__).resolve().parent), timeout=60)
     assert rc == 0, err
     lines = out.strip().splitlines()
@@ -245,9 +245,9 @@ def test_one_batch_larger_than_32_bit_indexing_is_refused():
 NAN, INF = float("nan"), float("inf")
 OPTION_CASES = [
     ("net_train", dict(adam=(NAN, 0.9, 0.999, 1e-8)), r"adam lr: must be finite, got nan"),
-    ("net_train", dict(adam=(0.0, 0.9, 0.999, 1e-8)), r"adam lr: must be > 0, got 0"),
+    ("net_train", dict(adam=(0.0, 0.9, 0.999, 1e-8)), r"adam lr: must be > 0, got 0\.0$"),
     ("net_train", dict(adam=(-1e-3, 0.9, 0.999, 1e-8)), r"adam lr: must be > 0"),
-    ("net_train", dict(adam=(1e-3, 1.0, 0.999, 1e-8)), r"adam beta1: must be in \[0, 1\), got 1"),
+    ("net_train", dict(adam=(1e-3, 1.0, 0.999, 1e-8)), r"adam beta1: must be in \[0, 1\), got 1\.0$"),
     ("net_train", dict(adam=(1e-3, -0.1, 0.999, 1e-8)), r"adam beta1: must be in \[0, 1\)"),
     ("net_train", dict(adam=(1e-3, 0.9, INF, 1e-8)), r"adam beta2: must be finite, got inf"),
     ("net_train", dict(adam=(1e-3, 0.9, 1.5, 1e-8)), r"adam beta2: must be in \[0, 1\)"),
@@ -288,7 +288,7 @@ def test_bad_scalar_option_is_a_value_error(func, overrides, match):
 def test_overshoot_that_overflows_float32_is_refused():
     args = native_call_args("net_deepfool", MLP_2_8_1, dtype=np.float32, N=3)
     args["overshoot"] = 1e300
-    with pytest.raises(ValueError, match=r"overshoot: 1e\+300 overflows float32|overshoot: .* overflows float32"):
+    with pytest.raises(ValueError, match=r"^overshoot: 1e\+300 overflows float32$"):
         _native.net_deepfool(**args)
     args = native_call_args("net_deepfool", MLP_2_8_1, dtype=np.float64, N=3)
     args["overshoot"] = 1e300   # representable in float64: a valid (if useless) option
