@@ -21,6 +21,46 @@ SHUFFLE_NONE, SHUFFLE_SAMPLES, SHUFFLE_BATCHES = 0, 1, 2
 
 
 @kernel
+def _gather_batch(shuffle, order, step, X, Y, xb, yb):
+    """Rows of batch `step` of the epoch (by the epoch's order) into xb (B, d), yb (B, t)."""
+    B, d = xb.shape
+    for n in range(B):
+        if shuffle == SHUFFLE_SAMPLES:
+            row = order[step * B + n]
+        elif shuffle == SHUFFLE_BATCHES:
+            row = order[step] * B + n
+        else:
+            row = step * B + n
+        for i in range(d):
+            xb[n, i] = X[row, i]
+        for i in range(yb.shape[1]):
+            yb[n, i] = Y[row, i]
+
+
+# The step is a function of its own (not the loop's body): LLVM optimises the layer loops
+# several times better outside the large training loop.
+@kernel
+def _adam_step(layers, loss_kind, lr, beta1, beta2, eps, t, theta, m, v, acts, delta_a, delta_b,
+               grad, yb, terms, record, loss_sum, correct_sum):
+    """One forward / backward / Adam update (number t) on the batch in acts and yb; returns
+    (loss_sum, correct_sum) with the batch's per-sample losses and correctness added when
+    `record` (sample by sample, as natively)."""
+    B = yb.shape[0]
+    K = n_logits(layers)
+    layers_forward(layers, theta, acts, B)
+    z = logits_of(layers, acts, B)
+    loss_grad(loss_kind, z, yb, delta_a[:B * K].reshape((B, K)))
+    if record:
+        loss_terms(loss_kind, z, yb, terms[0], terms[1])
+        for n in range(B):
+            loss_sum += terms[0, n]
+            correct_sum += terms[1, n]
+    layers_backward(layers, theta, acts, delta_a, delta_b, grad, B, False, True)
+    adam_update(lr, beta1, beta2, eps, t, grad, theta, m, v)
+    return loss_sum, correct_sum
+
+
+@kernel
 def train_epochs(spec, loss_kind, shuffle, lr, beta1, beta2, eps, X, Y, theta, m, v, seed,
                  batch_size, step0, epoch_begin, epoch_end, epochs, record_every, loss_hist,
                  acc_hist):
@@ -37,7 +77,6 @@ def train_epochs(spec, loss_kind, shuffle, lr, beta1, beta2, eps, X, Y, theta, m
     layers = layer_table(spec)
     N, d = X.shape
     t_per = Y.shape[1]
-    K = n_logits(layers)
     B = batch_size
     n_batches = N // B
     dt = theta.dtype
@@ -52,8 +91,6 @@ def train_epochs(spec, loss_kind, shuffle, lr, beta1, beta2, eps, X, Y, theta, m
     order = np.empty(max(n_perm, 1), dtype=np.int64)
     n_records = loss_hist.shape[0]
     xb = acts[:B * d].reshape((B, d))
-    z = logits_of(layers, acts, B)
-    dz = delta_a[:B * K].reshape((B, K))
     t = step0 + epoch_begin * n_batches
     first_epoch = step0 // n_batches
     for epoch in range(epoch_begin, epoch_end):
@@ -64,27 +101,11 @@ def train_epochs(spec, loss_kind, shuffle, lr, beta1, beta2, eps, X, Y, theta, m
         loss_sum = 0.0
         correct_sum = 0.0
         for step in range(n_batches):
-            for n in range(B):
-                if shuffle == SHUFFLE_SAMPLES:
-                    row = order[step * B + n]
-                elif shuffle == SHUFFLE_BATCHES:
-                    row = order[step] * B + n
-                else:
-                    row = step * B + n
-                for i in range(d):
-                    xb[n, i] = X[row, i]
-                for i in range(t_per):
-                    yb[n, i] = Y[row, i]
-            layers_forward(layers, theta, acts, B)
-            loss_grad(loss_kind, z, yb, dz)
-            if record:
-                loss_terms(loss_kind, z, yb, terms[0], terms[1])
-                for n in range(B):
-                    loss_sum += terms[0, n]
-                    correct_sum += terms[1, n]
-            layers_backward(layers, theta, acts, delta_a, delta_b, grad, B, False, True)
+            _gather_batch(shuffle, order, step, X, Y, xb, yb)
             t += 1
-            adam_update(lr, beta1, beta2, eps, t, grad, theta, m, v)
+            loss_sum, correct_sum = _adam_step(layers, loss_kind, lr, beta1, beta2, eps, t, theta, m, v,
+                                               acts, delta_a, delta_b, grad, yb, terms, record,
+                                               loss_sum, correct_sum)
         if record:
             r = epoch_no // record_every - 1 if epoch_no % record_every == 0 else n_records - 1
             count = float(n_batches * B)
