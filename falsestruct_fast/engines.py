@@ -27,7 +27,9 @@ import numpy as np
 
 from . import _validate as V
 from ._native_loader import _cuda, _native
-from .network import _LOSS_KIND
+
+# LossKind of the kernels (src/falsestruct/losses.h, numba_kernels/losses.py)
+_LOSS_KIND = {"sigmoid": 0, "softmax": 1}
 
 
 class NativeEngine:
