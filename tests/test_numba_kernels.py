@@ -334,3 +334,23 @@ def test_thread_count_does_not_change_results():
         out.append((flat, lh))
     np.testing.assert_array_equal(out[0][0], out[1][0])
     np.testing.assert_array_equal(out[0][1], out[1][1])
+
+
+# ---------------------------------------------------------------- baselines' search vs native
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_flipping_scale_search_matches_native_search(dtype):
+    from falsestruct_fast.attacks.baselines import smallest_flipping_scale
+
+    net, params, X, _ = trained_problem("mlp-softmax", dtype, N=40)
+    X = X.copy()
+    X[2, 0] = np.nan  # NON_FINITE
+    directions = np.random.default_rng(3).standard_normal((2, 40, net.n_inputs))
+    directions[1, 5] = 0.0  # ZERO_GRADIENT
+    directions[0, 7] = -directions[0, 7] * 1e-300  # too short to flip within the doublings: MAX_ITER
+    r_nb, st_nb, ev_nb = NUMBA.flipping_scale(net, params.flat, X, directions, 1e-3, 48, 0)
+    r, st, ev = smallest_flipping_scale(net, params, X, directions)  # the native engine's search
+    np.testing.assert_array_equal(st_nb, st)
+    np.testing.assert_array_equal(ev_nb, ev)
+    np.testing.assert_array_equal(np.isnan(r_nb), np.isnan(r))
+    assert_close(np.nan_to_num(r_nb), np.nan_to_num(r), 1e-12 if dtype == "float64" else 1e-6, "r")
+    assert {0, 1, 2, 3} <= set(np.unique(st).tolist())
