@@ -348,9 +348,10 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--grid", help="TOML file of settings (see falsestruct_fast.study.grid)")
     p.add_argument("--seeds", type=_seed_range, default=range(64), help="N or START:STOP (default 64)")
     p.add_argument("--store", default="results.sqlite", help="SQLite file (default results.sqlite); rerun to resume")
-    p.add_argument("--engine", default="native", choices=["native", "cuda"],
-                   help="training engine: native (CPU, default) or cuda (needs the CUDA build and a GPU); "
-                        "evaluation runs on the CPU")
+    p.add_argument("--engine", default="native", choices=["native", "numba", "cuda"],
+                   help="engine: native (CPU, default), numba (CPU, the Numba kernels; compiled on "
+                        "first use) or cuda (training on a GPU; needs the CUDA build; evaluation "
+                        "runs on the native CPU engine)")
     p.add_argument("--threads", type=_integer(1), default=None, help=threads_help)
     p.add_argument("--workers", type=_integer(1), default=None,
                    help="run on a local Dask cluster of N processes (needs the [dask] extra)")

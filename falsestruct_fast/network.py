@@ -11,11 +11,10 @@ from typing import Iterable
 import numpy as np
 
 from . import _validate as V
-from . import memory
+from . import engines, memory
 from ._native_loader import _native
 
 LOSSES = ("sigmoid", "softmax")
-_LOSS_KIND = {"sigmoid": 0, "softmax": 1}
 _MAX_LAYERS = 16
 # Layer kinds of the native spec (src/falsestruct/net_shape.h): per layer [kind, units, k, relu].
 DENSE, CONV2D, MAXPOOL2 = 0, 1, 2
@@ -343,7 +342,7 @@ def data_arrays(net: Network, S: int, dtype: np.dtype, X, y=None, check_finite: 
     return X, Y
 
 
-def forward(net: Network, params, X, threads: int | None = None) -> np.ndarray:
+def forward(net: Network, params, X, threads: int | None = None, engine: str = "native") -> np.ndarray:
     """Logits of every network on X.
 
     Parameters
@@ -354,6 +353,7 @@ def forward(net: Network, params, X, threads: int | None = None) -> np.ndarray:
         equal the params'. MLP: (N, d); CNN: (N, H, W, C) images (NHWC). N at most
         2**31 - 1 (:data:`MAX_ROWS`).
     threads : int in [1, 1024], optional
+    engine : "native" (default), "numba" or "cuda" (see :mod:`falsestruct_fast.engines`)
 
     Returns
     -------
@@ -363,27 +363,30 @@ def forward(net: Network, params, X, threads: int | None = None) -> np.ndarray:
     """
     flat = flatten(net, params)
     X, _ = data_arrays(net, flat.shape[0], flat.dtype, X)
-    return logits_of_rows(net, flat, X, threads)
+    return logits_of_rows(net, flat, X, threads, engine)
 
 
-def logits_of_rows(net: Network, flat: np.ndarray, X: np.ndarray, threads=None) -> np.ndarray:
+def logits_of_rows(net: Network, flat: np.ndarray, X: np.ndarray, threads=None,
+                   engine: str = "native") -> np.ndarray:
     """forward() on already validated arrays: flat (S, P), X (N, D) or (S, N, D) flattened rows
     of the same dtype (NaN/inf allowed: they propagate to the logits)."""
+    eng = engines.get(engine)
     _check_eval_memory(net, flat, X.shape[-2], net.n_logits, threads, "forward")
     out = np.empty((flat.shape[0], X.shape[-2], net.n_logits), dtype=flat.dtype)
-    _native.net_forward(net.spec, flat, X, out, _threads(threads))
+    eng.forward(net, flat, X, out, _threads(threads))
     return out
 
 
-def predict(net: Network, params, X, threads: int | None = None) -> np.ndarray:
+def predict(net: Network, params, X, threads: int | None = None, engine: str = "native") -> np.ndarray:
     """Predicted labels (S, N): round(sigmoid(z)) for one logit, argmax otherwise (int64)."""
-    z = forward(net, params, X, threads)
+    z = forward(net, params, X, threads, engine)
     if net.n_logits == 1:
         return (z[..., 0] > 0).astype(np.int64)
     return np.argmax(z, axis=-1)
 
 
-def input_grad(net: Network, params, X, logit: int | None = None, threads: int | None = None) -> np.ndarray:
+def input_grad(net: Network, params, X, logit: int | None = None, threads: int | None = None,
+               engine: str = "native") -> np.ndarray:
     """Gradient of the logits with respect to the input, for every network and point.
 
     Parameters
@@ -393,6 +396,7 @@ def input_grad(net: Network, params, X, logit: int | None = None, threads: int |
     X : array (N, *input_shape) or (S, N, *input_shape), the params' dtype
     logit : int, optional
         Which logit to differentiate. None: all of them.
+    engine : "native" (default), "numba" or "cuda"
 
     Returns
     -------
@@ -406,9 +410,10 @@ def input_grad(net: Network, params, X, logit: int | None = None, threads: int |
         logit = V.integer(logit, "logit", 0, K - 1)
     Xf, _ = data_arrays(net, S, flat.dtype, X)
     N = Xf.shape[-2]
+    eng = engines.get(engine)
     _check_eval_memory(net, flat, N, K * net.n_inputs, threads, "input_grad")
     out = np.empty((S, N, K, net.n_inputs), dtype=flat.dtype)
-    _native.net_logit_input_grads(net.spec, flat, Xf, out, _threads(threads))
+    eng.input_grads(net, flat, Xf, out, _threads(threads))
     out = out.reshape((S, N, K) + tuple(net.input_shape))
     if logit is not None:
         return np.ascontiguousarray(out[:, :, logit])
@@ -459,7 +464,7 @@ def batch_rows(net: Network, rows, name: str) -> int:
 
 
 def loss_and_grad(net: Network, params, X, y, *, wrt_input: bool = False, threads: int | None = None,
-                  chunk_size: int | None = None):
+                  chunk_size: int | None = None, engine: str = "native"):
     """Mean loss over all rows and its gradient, for every network.
 
     Parameters
@@ -481,6 +486,7 @@ def loss_and_grad(net: Network, params, X, y, *, wrt_input: bool = False, thread
         call; otherwise the chunks' mean losses and gradients are weighted by their row
         counts, summed in float64 and rounded to the params' dtype once, so the result equals
         the one-call result up to rounding.
+    engine : "native" (default), "numba" or "cuda"
 
     Returns
     -------
@@ -496,6 +502,7 @@ def loss_and_grad(net: Network, params, X, y, *, wrt_input: bool = False, thread
     X, Y = data_arrays(net, S, flat.dtype, X, y)
     N = X.shape[-2]
     n_threads = _threads(threads)
+    eng = engines.get(engine)
     chunk = default_chunk_rows(net) if chunk_size is None else chunk_size
     memory.check_fits(memory.estimate_loss_grad_bytes(net, S, N, min(N, chunk), flat.dtype,
                                                       wrt_input, n_threads or None),
@@ -504,10 +511,9 @@ def loss_and_grad(net: Network, params, X, y, *, wrt_input: bool = False, thread
     if N <= chunk:
         loss = np.empty(S, dtype=flat.dtype)
         grad = np.empty_like(flat)
-        _native.net_loss_and_grad(net.spec, _LOSS_KIND[net.loss], flat, X, Y, loss, grad, dX,
-                                  n_threads)
+        eng.loss_and_grad(net, flat, X, Y, loss, grad, dX, n_threads)
     else:
-        loss, grad = _chunked_loss_and_grad(net, flat, X, Y, dX, chunk, n_threads)
+        loss, grad = _chunked_loss_and_grad(net, flat, X, Y, dX, chunk, n_threads, eng)
     grads = unflatten(net, grad, getattr(params, "seeds", None))
     if not wrt_input:
         return loss, grads
@@ -515,7 +521,7 @@ def loss_and_grad(net: Network, params, X, y, *, wrt_input: bool = False, thread
 
 
 def _chunked_loss_and_grad(net: Network, flat: np.ndarray, X: np.ndarray, Y: np.ndarray,
-                           dX: np.ndarray | None, chunk: int, n_threads: int):
+                           dX: np.ndarray | None, chunk: int, n_threads: int, eng):
     """loss_and_grad over row chunks of validated arrays (X (N, D) / (S, N, D), Y alike).
 
     The native call returns the mean loss of its rows and that mean's gradients, so chunk c
@@ -535,8 +541,7 @@ def _chunked_loss_and_grad(net: Network, flat: np.ndarray, X: np.ndarray, Y: np.
         Xc = np.ascontiguousarray(X[..., r0:r1, :])
         Yc = np.ascontiguousarray(Y[..., r0:r1, :])
         dXc = np.empty((S, n, X.shape[-1]), dtype=dtype) if dX is not None else None
-        _native.net_loss_and_grad(net.spec, _LOSS_KIND[net.loss], flat, Xc, Yc, loss_c, grad_c,
-                                  dXc, n_threads)
+        eng.loss_and_grad(net, flat, Xc, Yc, loss_c, grad_c, dXc, n_threads)
         loss_sum += n * loss_c.astype(np.float64)
         grad_sum += n * grad_c.astype(np.float64)
         if dX is not None:

@@ -8,14 +8,15 @@ import numpy as np
 
 from . import _validate as V
 from . import memory
-from ._native_loader import _cuda, _native
-from .network import (_LOSS_KIND, Network, Params, _seed_array, _threads, batch_rows, check_net, data_arrays,
+from .engines import ENGINES as _ENGINE_REGISTRY
+from .engines import get as _engine
+from .network import (Network, Params, _seed_array, _threads, batch_rows, check_net, data_arrays,
                       flatten, unflatten)
 from .optim import Adam, AdamState
 from .progress import progress_callback
 
 SHUFFLE_MODES = {"none": 0, "samples": 1, "batches": 2}
-ENGINES = ("native", "cuda")
+ENGINES = tuple(_ENGINE_REGISTRY)  # "native", "numba", "cuda" (falsestruct_fast.engines)
 _INT32_MAX = 2**31 - 1  # the native engine counts epochs, batches and rows in 32 bits
 # Longest interval between progress reports: the engine also checks for Ctrl-C at each report.
 MAX_PROGRESS_SECONDS = 3600.0
@@ -116,7 +117,10 @@ def train(
         is called as ``progress(done, total)`` in network-epochs; False: silent.
     progress_seconds : float in (0, 3600]
         Seconds between progress reports.
-    engine : {"native", "cuda"}
+    engine : {"native", "numba", "cuda"}
+        "native": the C++ engine; "numba": the Numba kernels (compiled on first use, cached);
+        "cuda": the CUDA engine (needs the CUDA build and a GPU). Same networks for the same
+        seeds on every engine (up to the rounding of sums).
 
     Returns
     -------
@@ -184,16 +188,10 @@ def train(
     acc_hist = np.full((S, n_records), np.nan)
     callback = progress_callback(progress, "train", "net-epochs")
 
-    args = (net.spec, _LOSS_KIND[net.loss], SHUFFLE_MODES[shuffle], optimizer.as_tuple(),
-            X, Y, flat, state.m, state.v, seed_arr, epochs, batch_size, state.step, record_every,
-            loss_hist, acc_hist)
     start = time.perf_counter()
-    if engine == "native":
-        _native.net_train(*args, n_threads, callback, float(progress_seconds))
-    else:
-        if _cuda is None:
-            raise RuntimeError("engine: 'cuda' is not available (built without a CUDA compiler)")
-        _cuda.net_train(*args)
+    _engine(engine).train(net, SHUFFLE_MODES[shuffle], optimizer.as_tuple(), X, Y, flat, state.m,
+                          state.v, seed_arr, epochs, batch_size, state.step, record_every,
+                          loss_hist, acc_hist, n_threads, callback, float(progress_seconds))
     wall = time.perf_counter() - start
 
     epochs_done = state.step // n_batches if n_batches else 0

@@ -167,7 +167,7 @@ TRAIN_OPTION_CASES = [
     ("shuffle", dict(shuffle="random"), ValueError,
      r"shuffle: unknown option 'random'; expected one of \['batches', 'none', 'samples'\]"),
     ("engine", dict(engine="tpu"), ValueError,
-     r"engine: unknown option 'tpu'; expected one of \['cuda', 'native'\]"),
+     r"engine: unknown option 'tpu'; expected one of \['cuda', 'native', 'numba'\]"),
     ("record_every 0", dict(record_every=0), ValueError, r"record_every: must be >= 1"),
     ("threads 0", dict(threads=0), ValueError, r"threads: must be >= 1"),
     ("progress_seconds", dict(progress_seconds=0), ValueError, r"progress_seconds: must be a positive"),

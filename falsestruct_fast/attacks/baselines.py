@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _validate as V
-from ..network import Network, data_arrays, flatten, input_grad, logits_of_rows
+from .. import engines
+from ..network import Network, _threads, data_arrays, flatten, input_grad, logits_of_rows
 from .deepfool import norm_order
 from .result import AttackResult, AttackStatus, norms
 
@@ -20,7 +21,8 @@ def _labels(z: np.ndarray) -> np.ndarray:
 
 
 def smallest_flipping_scale(net: Network, params, X, directions: np.ndarray, *, rtol: float = 1e-3,
-                            max_doublings: int = 48, threads: int | None = None):
+                            max_doublings: int = 48, threads: int | None = None,
+                            engine: str = "native"):
     """Smallest alpha > 0 (to relative tolerance rtol) with label(x + alpha v) != label(x).
 
     X (N, D) or (S, N, D) flattened points of the params' dtype (NaN allowed: status
@@ -35,10 +37,13 @@ def smallest_flipping_scale(net: Network, params, X, directions: np.ndarray, *, 
     x is the evaluated flipping point; status (S, N) int32; evaluations (S, N) int32).
     """
     flat = flatten(net, params)
+    eng = engines.get(engine)
+    if eng.flipping_scale is not None:  # the engine runs this search as one kernel
+        return eng.flipping_scale(net, flat, X, directions, rtol, max_doublings, _threads(threads))
     dtype = flat.dtype
     Xs = np.broadcast_to(X, directions.shape)
     with np.errstate(invalid="ignore", over="ignore"):
-        z0 = logits_of_rows(net, flat, X, threads)
+        z0 = logits_of_rows(net, flat, X, threads, engine)
     label0 = _labels(z0)
     status = np.full(label0.shape, AttackStatus.MAX_ITER, dtype=np.int32)
     evals = np.zeros(label0.shape, dtype=np.int32)
@@ -55,7 +60,7 @@ def smallest_flipping_scale(net: Network, params, X, directions: np.ndarray, *, 
         # in AttackResult.build.
         with np.errstate(invalid="ignore", over="ignore"):
             r = (alpha[..., None] * dirs).astype(dtype)
-            z = logits_of_rows(net, flat, np.ascontiguousarray(Xs + r), threads)
+            z = logits_of_rows(net, flat, np.ascontiguousarray(Xs + r), threads, engine)
         return _labels(z) != label0, r
 
     x_scale = np.maximum(norms(np.asarray(Xs, np.float64), 2), 1.0)
@@ -100,7 +105,7 @@ def _result(net, X, r, status, evals, norm_ord, method):
 
 
 def random_attack(net: Network, params, X, norm=2, *, seed: int = 0, rtol: float = 1e-3,
-                  threads: int | None = None) -> AttackResult:
+                  threads: int | None = None, engine: str = "native") -> AttackResult:
     """Random-direction baseline: v ~ N(0, I) per network and point, r = alpha* v with the
     smallest alpha* that flips the label.
 
@@ -110,6 +115,7 @@ def random_attack(net: Network, params, X, norm=2, *, seed: int = 0, rtol: float
     norm : 2 or inf — only the norm reported (the direction is Gaussian either way)
     seed : int — seeds numpy's generator for the directions
     rtol : float — relative resolution of alpha*
+    engine : "native" (default) or "numba" — runs the forward passes (numba: the whole search)
 
     Returns
     -------
@@ -118,16 +124,18 @@ def random_attack(net: Network, params, X, norm=2, *, seed: int = 0, rtol: float
     flat = flatten(net, params)
     norm_ord = norm_order(norm)
     rtol = _rtol(rtol)
+    engines.get(engine)
     Xf, _ = data_arrays(net, flat.shape[0], flat.dtype, X, check_finite=False)
     S, N = flat.shape[0], Xf.shape[-2]
     rng = np.random.default_rng(V.integer(seed, "seed", 0))
     v = rng.standard_normal((S, N, net.n_inputs))
-    r, status, evals = smallest_flipping_scale(net, params, Xf, v, rtol=rtol, threads=threads)
+    r, status, evals = smallest_flipping_scale(net, params, Xf, v, rtol=rtol, threads=threads,
+                                               engine=engine)
     return _result(net, Xf, r, status, evals, norm_ord, "random")
 
 
 def fast_gradient_attack(net: Network, params, X, norm=2, *, rtol: float = 1e-3,
-                         threads: int | None = None) -> AttackResult:
+                         threads: int | None = None, engine: str = "native") -> AttackResult:
     """Fast-gradient baseline: v = gradient of the cross-entropy at the network's own label
     (for norm=inf its sign, as in FGSM), r = alpha* v with the smallest alpha* that flips it.
 
@@ -143,12 +151,13 @@ def fast_gradient_attack(net: Network, params, X, norm=2, *, rtol: float = 1e-3,
     flat = flatten(net, params)
     norm_ord = norm_order(norm)
     rtol = _rtol(rtol)
+    engines.get(engine)
     Xf, _ = data_arrays(net, flat.shape[0], flat.dtype, X, check_finite=False)
     S, N, K = flat.shape[0], Xf.shape[-2], net.n_logits
     Xg = Xf.reshape(Xf.shape[:-1] + tuple(net.input_shape))
     with np.errstate(invalid="ignore", over="ignore"):
-        z = logits_of_rows(net, flat, Xf, threads).astype(np.float64)
-        g = input_grad(net, params, np.nan_to_num(Xg), threads=threads).reshape(S, N, K, -1)
+        z = logits_of_rows(net, flat, Xf, threads, engine).astype(np.float64)
+        g = input_grad(net, params, np.nan_to_num(Xg), threads=threads, engine=engine).reshape(S, N, K, -1)
         g = g.astype(np.float64)
         label = _labels(z)
         if K == 1:
@@ -160,7 +169,8 @@ def fast_gradient_attack(net: Network, params, X, norm=2, *, rtol: float = 1e-3,
             v = np.einsum("snk,snkd->snd", p, g)  # gradient of logsumexp(z) - z_label
     if norm_ord == np.inf:
         v = np.sign(v)
-    r, status, evals = smallest_flipping_scale(net, params, Xf, v, rtol=rtol, threads=threads)
+    r, status, evals = smallest_flipping_scale(net, params, Xf, v, rtol=rtol, threads=threads,
+                                               engine=engine)
     return _result(net, Xf, r, status, evals, norm_ord, "fast_gradient")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _validate as V
+from .. import engines
 from .._native_loader import _native
 from ..network import INT32_MAX, Network, _check_eval_memory, _threads, data_arrays, flatten
 from ..progress import progress_callback
@@ -40,8 +41,8 @@ def box(clip) -> tuple[float, float] | None:
 
 def deepfool(net: Network, params, X, overshoot: float = 0.02, max_iter: int = 50, norm=2, *,
              candidates: int | None = None, clip=None, variant: str = "slides",
-             threads: int | None = None, progress=False) -> AttackResult:
-    """DeepFool perturbations of every point for every network, in one native call.
+             threads: int | None = None, progress=False, engine: str = "native") -> AttackResult:
+    """DeepFool perturbations of every point for every network, in one engine call.
 
     The label of a point is the network's own prediction at x ([z > 0] for one logit,
     argmax otherwise), not the true label. Binary nets (one logit f) follow the slides:
@@ -77,6 +78,7 @@ def deepfool(net: Network, params, X, overshoot: float = 0.02, max_iter: int = 5
         Threads over networks and tiles of points (default: all cores).
     progress : bool or callable
         True: a progress line on stderr for long runs; a callable gets ``(points_done, total)``.
+    engine : "native" (default) or "numba"
 
     Returns
     -------
@@ -98,6 +100,7 @@ def deepfool(net: Network, params, X, overshoot: float = 0.02, max_iter: int = 5
         candidates = K - 1 if candidates is None else V.integer(candidates, "candidates", 1, K - 1)
     lo_hi = box(clip)
     n_threads = _threads(threads)
+    eng = engines.get(engine)
     Xf, _ = data_arrays(net, S, flat.dtype, X, check_finite=False)
     N = Xf.shape[-2]
     if lo_hi is not None:
@@ -112,8 +115,7 @@ def deepfool(net: Network, params, X, overshoot: float = 0.02, max_iter: int = 5
     iters = np.empty((S, N), dtype=np.int32)
     status = np.empty((S, N), dtype=np.int32)
     callback = progress_callback(progress, "deepfool", "points")
-    _native.net_deepfool(net.spec, flat, Xf, pert, iters, status, float(overshoot), max_iter,
-                         norm_ord == np.inf, candidates, variant == "foolbox", lo_hi,
-                         n_threads, callback)
+    eng.deepfool(net, flat, Xf, pert, iters, status, float(overshoot), max_iter,
+                 norm_ord == np.inf, candidates, variant == "foolbox", lo_hi, n_threads, callback)
     pert = pert.reshape((S, N) + tuple(net.input_shape))
     return AttackResult.build(Xf, pert, iters, status, norm_ord, "deepfool")

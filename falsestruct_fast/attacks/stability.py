@@ -52,6 +52,6 @@ def stability(net: Network, params, X, **deepfool_options) -> StabilitySummary:
     """DeepFool on the point set X for every network, summarised per network.
 
     X : (N, *input_shape) or (S, N, *input_shape); `deepfool_options` go to :func:`deepfool`
-    (overshoot, max_iter, norm, candidates, clip, variant, threads, progress).
+    (overshoot, max_iter, norm, candidates, clip, variant, threads, progress, engine).
     """
     return StabilitySummary.from_result(deepfool(net, params, X, **deepfool_options))

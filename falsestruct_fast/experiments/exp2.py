@@ -399,7 +399,8 @@ class Table1:
 
 
 def table1(net: Network, params, intervals=TABLE1_INTERVALS, size: int = 1000, seed: int = 0,
-           horizontal_label: int = HORIZONTAL_LABEL, threads: int | None = None) -> Table1:
+           horizontal_label: int = HORIZONTAL_LABEL, threads: int | None = None,
+           engine: str = "native") -> Table1:
     """Accuracy of every network on C~_{b,c} and C^_{b,c} for each interval (Table 1).
 
     Parameters
@@ -419,6 +420,7 @@ def table1(net: Network, params, intervals=TABLE1_INTERVALS, size: int = 1000, s
         The label the networks give horizontal stripes (1 for the authors' weights).
     threads : int in [1, 1024], optional
         CPU threads for the forward pass.
+    engine : "native" (default) or "numba": the engine of the forward pass.
 
     Returns
     -------
@@ -446,7 +448,7 @@ def table1(net: Network, params, intervals=TABLE1_INTERVALS, size: int = 1000, s
     for i, (b, c) in enumerate(pairs):
         Xt, y, _ = test_set(b, c, size, "tilde", seed + i, label, shape[0], WIDTH, dt)
         Xh, _, _ = test_set(b, c, size, "hat", seed + i, label, shape[0], WIDTH, dt)
-        pred = predict(net, params, np.concatenate([Xt, Xh]), threads)   # (S, 2 size)
+        pred = predict(net, params, np.concatenate([Xt, Xh]), threads, engine)   # (S, 2 size)
         correct = pred == np.tile(y.astype(np.int64), 2)[None, :]          # (S, 2 size)
         tilde.append(correct[:, :size].mean(axis=1))
         hat.append(correct[:, size:].mean(axis=1))

@@ -149,11 +149,12 @@ class Exp1Setting(_Setting):
         return exp1.training_set(self.r, delta, seed=list(seeds), sampler=self.sampler, a=self.a,
                                  K=self.K, eps=self.eps, distribution=self.distribution, dtype=self.dtype)
 
-    def evaluate(self, net, params, threads: int | None = None, **thresholds) -> StructureVerdict:
+    def evaluate(self, net, params, threads: int | None = None, engine: str = "native",
+                 **thresholds) -> StructureVerdict:
         """The structure verdict of every network (see :func:`classify_structure`;
-        `thresholds`: agreement=, zero=, n=, stable_only=)."""
+        `thresholds`: agreement=, zero=, n=, stable_only=; engine: "native" or "numba")."""
         return classify_structure(net, params, delta=self.delta, a=self.a, K=self.K, eps=self.eps,
-                                  threads=threads, **thresholds)
+                                  threads=threads, engine=engine, **thresholds)
 
     def attack_points(self, n: int | None = None) -> np.ndarray:
         """Where DeepFool radii are measured: the points of C_delta (the 501-point grid) whose
@@ -219,10 +220,12 @@ class Exp2Setting(_Setting):
         return exp2.training_set(self.a, layout=self.layout, horizontal_label=self.horizontal_label,
                                  dtype=self.dtype)
 
-    def evaluate(self, net, params, threads: int | None = None, seed: int = 0):
-        """Table 1 for every network (accuracy on C~ and C^ per interval)."""
+    def evaluate(self, net, params, threads: int | None = None, seed: int = 0,
+                 engine: str = "native"):
+        """Table 1 for every network (accuracy on C~ and C^ per interval; engine: "native"
+        or "numba")."""
         return exp2.table1(net, params, intervals=self.intervals, size=self.test_size, seed=seed,
-                           horizontal_label=self.horizontal_label, threads=threads)
+                           horizontal_label=self.horizontal_label, threads=threads, engine=engine)
 
     def attack_points(self, n: int | None = None) -> np.ndarray:
         """Where DeepFool radii are measured: `n` (default 32) images of C~ on the first

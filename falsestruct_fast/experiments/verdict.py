@@ -70,7 +70,7 @@ def _threshold(value, name: str) -> float:
 def classify_structure(net: Network, params, *, agreement: float = 0.95, zero: float = 0.95,
                        n: int = exp1.N_EVAL, delta: float = exp1.DELTA, a: int = exp1.A,
                        K: int = exp1.K, eps: float = exp1.EPS, stable_only: bool = True,
-                       threads: int | None = None) -> StructureVerdict:
+                       threads: int | None = None, engine: str = "native") -> StructureVerdict:
     """Classify what each of S Experiment I networks learned.
 
     Verdicts (thresholds are fractions of the scored points):
@@ -89,6 +89,7 @@ def classify_structure(net: Network, params, *, agreement: float = 0.95, zero: f
     a, K, eps : the experiment's constants; eps defines S_eps.
     stable_only : score only grid points with t in S_eps (default), else every point.
     threads : CPU threads for the forward passes, in [1, 1024] (default: all cores).
+    engine : "native" (default) or "numba": the engine of the forward passes.
 
     Returns
     -------
@@ -118,8 +119,8 @@ def classify_structure(net: Network, params, *, agreement: float = 0.95, zero: f
     if ok.any():
         # Diverged networks (NaN/inf weights) are flagged "neither", not an error.
         good = params if ok.all() else Params([np.ascontiguousarray(a[ok]) for a in params])
-        z_d = forward(net, good, X_d, threads=threads)[..., 0]
-        z_0 = forward(net, good, X_0, threads=threads)[..., 0]
+        z_d = forward(net, good, X_d, threads=threads, engine=engine)[..., 0]
+        z_0 = forward(net, good, X_0, threads=threads, engine=engine)[..., 0]
         finite = np.isfinite(z_d).all(axis=1) & np.isfinite(z_0).all(axis=1)
         pred_d, pred_0 = (z_d > 0).astype(np.int64), (z_0 > 0).astype(np.int64)
         agree_d[ok] = (pred_d == labels).mean(axis=1)

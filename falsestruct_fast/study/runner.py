@@ -125,6 +125,7 @@ def run_chunk(setting_dict: dict, seeds: list[int], engine: str = "native", thre
     on_train = None if progress is None else (lambda done, total: progress(done / total if total else 1.0))
     fit = setting.train(seeds, threads=threads, progress=on_train or False, engine=engine)
     net = setting.network()
+    evaluate_on = "native" if engine == "cuda" else engine  # the CUDA engine only trains
     diverged = np.asarray(fit.diverged, bool)
     ok = ~diverged
     good = fit.params.select(ok) if diverged.any() else fit.params
@@ -136,17 +137,18 @@ def run_chunk(setting_dict: dict, seeds: list[int], engine: str = "native", thre
     metrics = [None] * S
     if ok.any():
         if setting.experiment == "exp1":
-            v = setting.evaluate(net, good, threads=threads)
+            v = setting.evaluate(net, good, threads=threads, engine=evaluate_on)
             verdict[ok] = v.verdict
             for k in ("agreement_delta", "agreement_0", "ones_0"):
                 scores[k][ok] = getattr(v, k)
         else:
-            table = setting.evaluate(net, good, threads=threads)
+            table = setting.evaluate(net, good, threads=threads, engine=evaluate_on)
             for j, s in enumerate(np.flatnonzero(ok)):
                 metrics[s] = {"intervals": [list(iv) for iv in table.intervals],
                               "tilde": table.tilde[j].tolist(), "hat": table.hat[j].tolist()}
         if radius_points != 0:
-            summary = stability(net, good, setting.attack_points(radius_points), threads=threads)
+            summary = stability(net, good, setting.attack_points(radius_points), threads=threads,
+                                engine=evaluate_on)
             scores["radius_median"][ok] = summary.median_radius
             scores["radius_min"][ok] = summary.min_radius
             scores["radius_flipped"][ok] = summary.flipped_fraction
@@ -430,7 +432,8 @@ def run(setting_or_grid, seeds, store, *, engine: str = "native", threads: int |
         to train only reads the store (which may then be read-only). Several processes may
         run studies on one store at once: each claims a chunk's seeds before training them,
         and waits at the end for seeds the others hold.
-    engine : "native" (CPU) or "cuda" (training on the GPU; evaluation on the CPU).
+    engine : "native" (CPU), "numba" (CPU, the Numba kernels) or "cuda" (training on the
+        GPU; evaluation on the native CPU engine).
     threads : native threads per chunk (default: all cores).
     chunk_size : seeds per native call (default 64, fewer when 64 networks would need more
         than half of the available memory): the unit of work, of persistence, of leases and
