@@ -3,9 +3,14 @@ kernels (Keras layouts): x (B, H, W, Cin), K (k, k, Cin, Cout), b (Cout,), y (B,
 Taps outside the image are skipped (the zero padding is never materialised)."""
 from __future__ import annotations
 
-from ._jit import kernel
+import numpy as np
 
+from ._jit import kernel
 from .relu import relu_grad_if, relu_if
+
+# Input channels from which the input gradient runs its innermost loop over them (below, one
+# dot product over output channels per element).
+WIDE_CHANNELS = 8
 
 
 @kernel
@@ -41,28 +46,60 @@ def conv2d_forward(x, K, b, y, relu):
 @kernel
 def conv2d_backward_input(K, dy, x, dx, relu_input):
     """dx[n, i, j, ci] = sum_{kh, kw, co} dy[n, i-kh+p, j-kw+p, co] K[kh, kw, ci, co], times
-    relu'(x) when the layer's input x (B, H, W, Cin) is a ReLU output (`relu_input`)."""
+    relu'(x) when the layer's input x (B, H, W, Cin) is a ReLU output (`relu_input`).
+
+    With at least WIDE_CHANNELS input channels the kernel is transposed to (k, k, Cout, Cin)
+    first, so that the innermost loop runs over input channels (independent sums, vectorised)
+    instead of one dot product over output channels (a chain of dependent additions); either
+    way each element is summed over (kh, kw, co) in ascending order."""
     B, H, W, Cout = dy.shape
     k = K.shape[0]
     Cin = K.shape[2]
     p = k // 2
     zero = dx.dtype.type(0)
+    if Cin < WIDE_CHANNELS:
+        for n in range(B):
+            for i in range(H):
+                for j in range(W):
+                    for ci in range(Cin):
+                        s = zero
+                        for kh in range(k):
+                            oh = i - kh + p
+                            if oh < 0 or oh >= H:
+                                continue
+                            for kw in range(k):
+                                ow = j - kw + p
+                                if ow < 0 or ow >= W:
+                                    continue
+                                for co in range(Cout):
+                                    s += dy[n, oh, ow, co] * K[kh, kw, ci, co]
+                        dx[n, i, j, ci] = relu_grad_if(relu_input, x[n, i, j, ci], s, zero)
+        return
+    Kt = np.empty((k, k, Cout, Cin), dtype=K.dtype)
+    for kh in range(k):
+        for kw in range(k):
+            for ci in range(Cin):
+                for co in range(Cout):
+                    Kt[kh, kw, co, ci] = K[kh, kw, ci, co]
     for n in range(B):
         for i in range(H):
             for j in range(W):
                 for ci in range(Cin):
-                    s = zero
-                    for kh in range(k):
-                        oh = i - kh + p
-                        if oh < 0 or oh >= H:
+                    dx[n, i, j, ci] = zero
+                for kh in range(k):
+                    oh = i - kh + p
+                    if oh < 0 or oh >= H:
+                        continue
+                    for kw in range(k):
+                        ow = j - kw + p
+                        if ow < 0 or ow >= W:
                             continue
-                        for kw in range(k):
-                            ow = j - kw + p
-                            if ow < 0 or ow >= W:
-                                continue
-                            for co in range(Cout):
-                                s += dy[n, oh, ow, co] * K[kh, kw, ci, co]
-                    dx[n, i, j, ci] = relu_grad_if(relu_input, x[n, i, j, ci], s, zero)
+                        for co in range(Cout):
+                            g = dy[n, oh, ow, co]
+                            for ci in range(Cin):
+                                dx[n, i, j, ci] += g * Kt[kh, kw, co, ci]
+                for ci in range(Cin):
+                    dx[n, i, j, ci] = relu_grad_if(relu_input, x[n, i, j, ci], dx[n, i, j, ci], zero)
 
 
 @kernel
