@@ -7,19 +7,16 @@ from ._jit import kernel
 
 @kernel(inline="always")
 def relu_if(relu, s, zero):
-    """max(s, 0) when relu, else s; NaN stays NaN. `zero`: 0 of s's dtype."""
-    if relu and s < zero:
-        return zero
-    return s
+    """max(s, 0) when relu, else s; NaN stays NaN. `zero`: 0 of s's dtype. One select, no
+    branch: the sign of s is unpredictable once samples are shuffled."""
+    return zero if relu & (s < zero) else s
 
 
 @kernel(inline="always")
 def relu_grad_if(relu, y, g, zero):
     """The gradient g through a ReLU whose output was y (y > 0 exactly where its input was);
-    `zero`: 0 of g's dtype (not g * 0, which is NaN for an infinite g)."""
-    if relu and not y > zero:
-        return zero
-    return g
+    `zero`: 0 of g's dtype (not g * 0, which is NaN for an infinite g). One select, no branch."""
+    return zero if relu & (not y > zero) else g
 
 
 @kernel
