@@ -86,6 +86,9 @@ def python_subprocess(script: str, *args: str, **popen):
     env = dict(os.environ)
     package_parent = str(Path(falsestruct_fast.__file__).resolve().parents[1])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
+    # `python -c` puts its working directory first on sys.path: run beside the package under
+    # test, never in a checkout whose source folder would shadow the installed package.
+    popen.setdefault("cwd", package_parent)
     return subprocess.Popen([sys.executable, "-c", script, *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env, **popen)
 
