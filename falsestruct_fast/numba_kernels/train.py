@@ -12,9 +12,10 @@ from numba import prange
 from ._jit import kernel
 
 from .adam import adam_update
-from .losses import loss_grad, loss_terms
+from .losses import SIGMOID_CE, loss_grad, loss_terms
 from .network import layers_backward, layers_forward, logits_of
 from .philox import epoch_permutation
+from .shallow import is_shallow_binary, shallow_forward_backward
 from .shape import layer_table, max_width, n_logits, row_width
 
 SHUFFLE_NONE, SHUFFLE_SAMPLES, SHUFFLE_BATCHES = 0, 1, 2
@@ -47,15 +48,20 @@ def _adam_step(layers, loss_kind, lr, beta1, beta2, eps, t, theta, m, v, acts, d
     `record` (sample by sample, as natively)."""
     B = yb.shape[0]
     K = n_logits(layers)
-    layers_forward(layers, theta, acts, B)
+    fused = loss_kind == SIGMOID_CE and is_shallow_binary(layers)
+    if fused:
+        shallow_forward_backward(layers, theta, acts, yb, grad)
+    else:
+        layers_forward(layers, theta, acts, B)
     z = logits_of(layers, acts, B)
-    loss_grad(loss_kind, z, yb, delta_a[:B * K].reshape((B, K)))
+    if not fused:
+        loss_grad(loss_kind, z, yb, delta_a[:B * K].reshape((B, K)))
+        layers_backward(layers, theta, acts, delta_a, delta_b, grad, B, False, True)
     if record:
         loss_terms(loss_kind, z, yb, terms[0], terms[1])
         for n in range(B):
             loss_sum += terms[0, n]
             correct_sum += terms[1, n]
-    layers_backward(layers, theta, acts, delta_a, delta_b, grad, B, False, True)
     adam_update(lr, beta1, beta2, eps, t, grad, theta, m, v)
     return loss_sum, correct_sum
 
