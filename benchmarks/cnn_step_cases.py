@@ -65,6 +65,7 @@ def torch_train(S: int, n_steps: int, dtype: str, threads: int):
     loss_fn = torch.nn.BCEWithLogitsLoss()
 
     def run():
+        torch.set_num_threads(threads)  # process-global: other sides may use another count
         for _ in range(n_steps):
             for model, opt in zip(models, opts):
                 opt.zero_grad()
@@ -85,6 +86,7 @@ def torch_forward(n_images: int, dtype: str, threads: int):
     model = _torch_model(torch, dtype)
 
     def run():
+        torch.set_num_threads(threads)
         with torch.no_grad():
             model(xb)
 

@@ -6,7 +6,8 @@
 For every dtype and thread count one worker process runs, pinned with taskset to that many CPUs
 (the same cores for every side), and times every side in alternating rounds with the same
 warm-up (benchmarks/timing.py). Step (ms per network-step) for S = 1 and 8 networks:
-falsestruct_fast; PyTorch eager (nn.Module + torch.optim.Adam, a loop over the S models); JAX
+falsestruct_fast; PyTorch eager (nn.Module + torch.optim.Adam, a loop over the S models; on 2
+CPUs with 1 and with 2 intra-op threads, the faster reported); JAX
 (jit + an unrolled lax.scan over steps, see cnn_step_cases._jax_steps; for S = 8 both vmap over
 the networks and a loop over networks with one compiled function, the faster reported and
 named). Forward: images/s over 1000 images, ours and PyTorch. Times are medians of the rounds
@@ -40,8 +41,10 @@ def step_sides(dtype: str, S: int, threads: int, torch: bool, jax: bool):
     ours = cases.falsestruct_train(S, 2, dtype, threads)
     out = {"falsestruct": (ours, S * ours.steps)}
     if torch:
-        run = cases.torch_train(S, 2, dtype, threads)
-        out["torch eager"] = (run, S * run.steps)
+        # with 2 CPUs PyTorch can do better with one intra-op thread on a busy machine: both
+        for n in sorted({1, threads}):
+            run = cases.torch_train(S, 2, dtype, n)
+            out[f"torch eager{f', {n} thread' + ('s' if n > 1 else '') if threads > 1 else ''}"] = (run, S * run.steps)
     if jax:
         for over in (("loop", "vmap") if S > 1 else ("loop",)):
             run = cases.jax_train(S, 2 if over == "loop" else 1, dtype, over=over)
@@ -63,7 +66,9 @@ def worker(kind: str, dtype: str, threads: int, rounds: int, torch: bool, jax: b
         n = 1000
         runs = {"falsestruct": cases.falsestruct_forward(1, n, dtype, threads)}
         if torch:
-            runs["torch eager"] = cases.torch_forward(n, dtype, threads)
+            for k in sorted({1, threads}):
+                runs[f"torch eager{f', {k} thread' + ('s' if k > 1 else '') if threads > 1 else ''}"] = \
+                    cases.torch_forward(n, dtype, k)
         times = alternate(runs, rounds, warmup=1)
         return {"1": {k: [n / t for t in v] for k, v in times.items()}}
     out = {}
@@ -230,7 +235,7 @@ def main():
                         peer = options[name]
                         r = (timing.round_ratios({"p": peer, "o": ours}, "p", "o") if step
                              else timing.round_ratios({"p": ours, "o": peer}, "p", "o"))
-                        label = f" ({name.split()[1]})" if prefix == "jax" else ""
+                        label = f" ({name.split(' ', 1)[1]})" if (prefix == "jax" or threads > 1) else ""
                         row += [f"{num(statistics.median(peer))} [{num((min if step else max)(peer))}]{label}",
                                 f"{r['median']:.2f}x ({r['min']:.2f}-{r['max']:.2f})"]
                     print("| " + " | ".join(map(str, row)) + " |", flush=True)

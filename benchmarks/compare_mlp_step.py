@@ -7,7 +7,8 @@ CPUs (the same cores for every side), and times every side in alternating rounds
 warm-up (benchmarks/timing.py): falsestruct_fast, JAX (jit + lax.scan over steps; for S > 1
 both vmap over the networks and a loop over networks with one compiled function, and the
 faster is reported and named), PyTorch (eager nn.Module + torch.optim.Adam looping over the
-networks, and for S > 1 torch.func vmap; the faster is reported and named). Reports µs per
+networks, and for S > 1 torch.func vmap; on 2 CPUs each with 1 and with 2 intra-op threads;
+the fastest is reported and named). Reports µs per
 network-step (median of the rounds, best in brackets), each peer's ratio to ours as the median
 of the per-round ratios with their range, and ours over the FLOP floor (benchmarks/flops.py:
 the step's matrix products at the FMA rate measured on this machine, times the thread count).
@@ -43,11 +44,14 @@ def sides(dtype: str, S: int, threads: int):
         for over in (("vmap", "loop") if S > 1 else ("loop",)):
             out[f"jax {over}"] = (peers.jax_scan(S, steps, dtype, X, y, over=over), S * steps)
     if have["torch"]:
-        steps = max(2, 100 // S)
-        out["torch eager"] = (peers.torch_eager(S, steps, dtype, threads, X, y), S * steps)
-        if S > 1:
-            steps = max(5, 800 // S)
-            out["torch vmap"] = (peers.torch_vmap(S, steps, dtype, threads, X, y), S * steps)
+        # with 2 CPUs PyTorch may still do best with one intra-op thread (tiny tensors): both
+        for n in sorted({1, threads}):
+            tag = f", {n} thread{'s' if n > 1 else ''}" if threads > 1 else ""
+            steps = max(2, 100 // S)
+            out[f"torch eager{tag}"] = (peers.torch_eager(S, steps, dtype, n, X, y), S * steps)
+            if S > 1:
+                steps = max(5, 800 // S)
+                out[f"torch vmap{tag}"] = (peers.torch_vmap(S, steps, dtype, n, X, y), S * steps)
     return out
 
 
@@ -94,7 +98,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
     ap.add_argument("--quick", action="store_true", help="S = 1 and 16 only, 3 rounds")
-    ap.add_argument("--rounds", type=int, default=None, help="timed rounds per side (default 7, quick 3)")
+    ap.add_argument("--rounds", type=int, default=None, help="timed rounds per side (default 5, quick 3)")
     ap.add_argument("--markdown", action="store_true", help="accepted; the table is always markdown")
     args = ap.parse_args()
     if args.worker:
@@ -105,7 +109,7 @@ def main():
     import falsestruct_fast as fs
     import flops
 
-    rounds = args.rounds or (3 if args.quick else 7)
+    rounds = args.rounds or (3 if args.quick else 5)
     S_values = (1, 16) if args.quick else (1, 16, 256)
     rates = flops.fma_gflops()
     net = fs.MLP([2, 104, 1])
@@ -138,7 +142,7 @@ def main():
                         continue
                     name, peer = best
                     r = timing.round_ratios({"p": peer, "o": ours}, "p", "o")
-                    row += [f"{num(statistics.median(peer))} [{num(min(peer))}] ({name.split()[1]})",
+                    row += [f"{num(statistics.median(peer))} [{num(min(peer))}] ({name.split(' ', 1)[1]})",
                             f"{r['median']:.1f}x ({r['min']:.1f}-{r['max']:.1f})"]
                 print("| " + " | ".join(row) + " |", flush=True)
 

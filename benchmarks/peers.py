@@ -28,8 +28,8 @@ Adam flavours (they differ only in where eps enters):
 
 Threading:
 
-* PyTorch: the builders call ``torch.set_num_threads(threads)``, which is
-  process-global.
+* PyTorch: the builders and every ``run()`` call ``torch.set_num_threads(threads)``
+  (process-global), so runs with different thread counts can alternate in one process.
 * JAX/XLA reads its thread configuration only when the backend starts, so it
   cannot be changed from here.  Use :func:`jax_env` to obtain an environment
   for a subprocess (or apply it to ``os.environ`` before the first JAX
@@ -201,6 +201,7 @@ def torch_eager(S: int, n_steps: int, dtype: str, threads: int, X, y) -> Callabl
 
     def run() -> None:
         nonlocal step
+        torch.set_num_threads(threads)  # process-global: other sides may use another count
         for _ in range(n_steps):
             b = step % n_batches
             xb, tb = Xb[b], yb[b]
@@ -273,6 +274,7 @@ def torch_vmap(S: int, n_steps: int, dtype: str, threads: int, X, y) -> Callable
 
     def run() -> None:
         nonlocal step
+        torch.set_num_threads(threads)  # process-global: other sides may use another count
         for _ in range(n_steps):
             b = step % n_batches
             grads = batched_grad(params, Xb[b], yb[b])
