@@ -105,13 +105,15 @@ class NumbaEngine:
         return min(threads, numba.config.NUMBA_NUM_THREADS) if threads else numba.config.NUMBA_NUM_THREADS
 
     def _run(self, threads, n_units, body, progress=None, progress_seconds=0.5, unit_scale=1,
-             first_chunk=None):
+             first_chunk=None, parallel=None):
         """body(begin, end) over units [0, n_units) in chunks of about CHUNK_SECONDS each, with
-        Numba's thread count set to `threads` (restored afterwards). progress(done, total) in
-        units times unit_scale every progress_seconds and at the end."""
+        Numba's thread count set to `threads` (restored afterwards), and to at most `parallel`
+        (default n_units), the work items a chunk can run side by side: idle OpenMP threads
+        spin, taking a core from the working ones. progress(done, total) in units times
+        unit_scale every progress_seconds and at the end."""
         import numba
         previous = numba.get_num_threads()
-        n_threads = self._threads(threads)
+        n_threads = max(1, min(self._threads(threads), parallel or n_units))
         numba.set_num_threads(n_threads)
         try:
             begin = 0
@@ -156,7 +158,7 @@ class NumbaEngine:
         dX = input_grad_out if want else np.empty((flat.shape[0], 0, 0), dtype=flat.dtype)
         self._run(threads, 1, lambda b, e: k.loss_and_grad_networks(
             spec, _LOSS_KIND[net.loss], flat, self._per_network(X), self._per_network(Y), loss_out,
-            grad_out, dX, want))
+            grad_out, dX, want), parallel=flat.shape[0])
 
     def input_grads(self, net, flat, X, out, threads):
         k, spec, X3 = self.kernels, self._spec(net), self._per_network(X)
@@ -176,7 +178,8 @@ class NumbaEngine:
         self._run(threads, epochs, lambda b, e: train_networks(
             spec, kind, shuffle, lr, beta1, beta2, eps, X3, Y3, flat, m, v, seeds, batch_size, step0,
             b, e, epochs, record_every, loss_hist, acc_hist),
-            progress, progress_seconds, unit_scale=flat.shape[0], first_chunk=1)
+            progress, progress_seconds, unit_scale=flat.shape[0], first_chunk=1,
+            parallel=flat.shape[0])
 
     def deepfool(self, net, flat, X, pert, iters, status, overshoot, max_iter, linf, candidates,
                  foolbox, clip, threads, progress):
