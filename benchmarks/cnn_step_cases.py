@@ -19,7 +19,7 @@ def data(dtype: str, n: int = BATCH):
     return X, y
 
 
-def falsestruct_train(S: int, n_steps: int, dtype: str, threads: int):
+def falsestruct_train(S: int, n_steps: int, dtype: str, threads: int, engine: str = "native"):
     import falsestruct_fast as fs
 
     X, y = data(dtype)
@@ -28,7 +28,8 @@ def falsestruct_train(S: int, n_steps: int, dtype: str, threads: int):
 
     def run():
         fit = fs.train(net, state["params"], X, y, epochs=n_steps, batch_size=BATCH, shuffle="none",
-                       threads=threads, progress=False, record_every=10**9, opt_state=state["opt"])
+                       threads=threads, progress=False, record_every=10**9, opt_state=state["opt"],
+                       engine=engine)
         state["params"], state["opt"] = fit.params, fit.opt_state
 
     run.steps = n_steps

@@ -6,7 +6,8 @@
 For every dtype and thread count one worker process runs, pinned with taskset to that many CPUs
 (the same cores for every side), and times every side in alternating rounds with the same
 warm-up (benchmarks/timing.py). Step (ms per network-step) for S = 1 and 8 networks:
-falsestruct_fast; PyTorch eager (nn.Module + torch.optim.Adam, a loop over the S models; on 2
+falsestruct_fast; its numba engine (`engine="numba"`, with its time over the native engine's);
+PyTorch eager (nn.Module + torch.optim.Adam, a loop over the S models; on 2
 CPUs with 1 and with 2 intra-op threads, the faster reported); JAX
 (jit + an unrolled lax.scan over steps, see cnn_step_cases._jax_steps; for S = 8 both vmap over
 the networks and a loop over networks with one compiled function, the faster reported and
@@ -40,6 +41,8 @@ def step_sides(dtype: str, S: int, threads: int, torch: bool, jax: bool):
 
     ours = cases.falsestruct_train(S, 2, dtype, threads)
     out = {"falsestruct": (ours, S * ours.steps)}
+    numba = cases.falsestruct_train(S, 1, dtype, threads, engine="numba")
+    out["numba"] = (numba, S * numba.steps)
     if torch:
         # with 2 CPUs PyTorch can do better with one intra-op thread on a busy machine: both
         for n in sorted({1, threads}):
@@ -206,8 +209,8 @@ def main():
             if check_jax(dtype) is None:
                 have_jax = False
                 break
-    header = ["measure", "dtype", "S", "threads", "falsestruct", "÷ floor", "PyTorch eager", "ratio",
-              "JAX (best of loop/vmap)", "ratio"]
+    header = ["measure", "dtype", "S", "threads", "falsestruct", "÷ floor", "numba engine", "÷ native",
+              "PyTorch eager", "ratio", "JAX (best of loop/vmap)", "ratio"]
     if kinds != ["scaling"]:
         print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
     for kind in kinds:
@@ -226,6 +229,13 @@ def main():
                     row = [f"{kind} ({'ms/network-step' if step else 'images/s'})", dtype, S, threads,
                            f"{num(statistics.median(ours))} [{num(best)}]",
                            f"{best / floor:.2f}" if step else "-"]
+                    if step:
+                        numba = times["numba"]
+                        r = timing.round_ratios({"p": numba, "o": ours}, "p", "o")
+                        row += [f"{num(statistics.median(numba))} [{num(min(numba))}]",
+                                f"{r['median']:.2f}x ({r['min']:.2f}-{r['max']:.2f})"]
+                    else:
+                        row += ["-", "-"]
                     for prefix in ("torch", "jax"):
                         options = {k: v for k, v in times.items() if k.startswith(prefix)}
                         if not options:

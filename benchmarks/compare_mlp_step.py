@@ -4,7 +4,8 @@
 
 For every dtype and thread count one worker process runs, pinned with taskset to that many
 CPUs (the same cores for every side), and times every side in alternating rounds with the same
-warm-up (benchmarks/timing.py): falsestruct_fast, JAX (jit + lax.scan over steps; for S > 1
+warm-up (benchmarks/timing.py): falsestruct_fast, its numba engine (`engine="numba"`, with
+its time over the native engine's), JAX (jit + lax.scan over steps; for S > 1
 both vmap over the networks and a loop over networks with one compiled function, and the
 faster is reported and named), PyTorch (eager nn.Module + torch.optim.Adam looping over the
 networks, and for S > 1 torch.func vmap; on 2 CPUs each with 1 and with 2 intra-op threads;
@@ -39,6 +40,8 @@ def sides(dtype: str, S: int, threads: int):
     X, y = cases.data(dtype)
     ours = cases.falsestruct_runner(S, max(20, 40000 // S), dtype, threads)
     out = {"falsestruct": (ours, S * ours.steps)}
+    numba = cases.falsestruct_runner(S, max(20, 10000 // S), dtype, threads, engine="numba")
+    out["numba"] = (numba, S * numba.steps)
     if have["jax"]:
         steps = 2000 if S == 1 else max(50, 6400 // S)
         for over in (("vmap", "loop") if S > 1 else ("loop",)):
@@ -120,8 +123,8 @@ def main():
           f"{flops.floor_us(net, 50, 'float64', rates):.2f} µs per network-step on one core")
     print(f"# every side pinned to the same CPUs, 1 warm-up call, {rounds} alternating rounds; "
           "times: median [best]; ratios: median of the per-round ratios (min-max)")
-    header = ["dtype", "S", "threads", "falsestruct", "÷ floor", "JAX (best of vmap/loop)", "ratio",
-              "PyTorch (best of eager/vmap)", "ratio"]
+    header = ["dtype", "S", "threads", "falsestruct", "÷ floor", "numba engine", "÷ native",
+              "JAX (best of vmap/loop)", "ratio", "PyTorch (best of eager/vmap)", "ratio"]
     print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
 
     for dtype in ("float32", "float64"):
@@ -135,6 +138,10 @@ def main():
                 ours = times["falsestruct"]
                 row = [dtype, str(S), str(threads), f"{num(statistics.median(ours))} [{num(min(ours))}]",
                        f"{min(ours) / floor:.2f}"]
+                numba = times["numba"]
+                r = timing.round_ratios({"p": numba, "o": ours}, "p", "o")
+                row += [f"{num(statistics.median(numba))} [{num(min(numba))}]",
+                        f"{r['median']:.2f}x ({r['min']:.2f}-{r['max']:.2f})"]
                 for prefix in ("jax", "torch"):
                     best = best_config(times, prefix)
                     if best is None:

@@ -20,8 +20,9 @@ def data(dtype: str):
     return X, y
 
 
-def falsestruct_runner(S: int, n_steps: int, dtype: str, threads: int):
-    """Returns run() training S networks for n_steps steps (whole epochs, no shuffling)."""
+def falsestruct_runner(S: int, n_steps: int, dtype: str, threads: int, engine: str = "native"):
+    """Returns run() training S networks for n_steps steps (whole epochs, no shuffling) on
+    `engine` ("native" or "numba")."""
     import falsestruct_fast as fs
 
     X, y = data(dtype)
@@ -31,7 +32,8 @@ def falsestruct_runner(S: int, n_steps: int, dtype: str, threads: int):
 
     def run():
         fit = fs.train(net, state["params"], X, y, epochs=epochs, batch_size=BATCH, shuffle="none",
-                       threads=threads, progress=False, record_every=10**9, opt_state=state["opt"])
+                       threads=threads, progress=False, record_every=10**9, opt_state=state["opt"],
+                       engine=engine)
         state["params"], state["opt"] = fit.params, fit.opt_state
 
     run.steps = epochs * STEPS_PER_EPOCH
