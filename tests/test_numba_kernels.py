@@ -384,3 +384,26 @@ def test_fused_shallow_step_equals_the_layer_kernels(dtype):
     layers_backward(layers, theta, acts, delta_a, delta_b, grad, B, False, True)
     np.testing.assert_array_equal(fused_grad, grad)
     np.testing.assert_array_equal(logits_of(layers, fused_acts, B), logits_of(layers, acts, B))
+
+
+def test_cached_kernels_dropped_when_any_kernel_source_changes(tmp_path):
+    """Numba checks only a kernel's own file; the package drops its whole cache when any of
+    its sources changes (a callee edited in another file must not load old machine code)."""
+    from falsestruct_fast.numba_kernels._jit import clear_stale_cache
+
+    (tmp_path / "a.py").write_text("x = 1\n")
+    (tmp_path / "b.py").write_text("y = 2\n")
+    cache = tmp_path / "__pycache__"
+    cache.mkdir()
+    compiled = [cache / "a.f-1.py311.nbi", cache / "a.f-1.py311.1.nbc"]
+    for path in compiled:
+        path.write_bytes(b"old")
+    assert clear_stale_cache(tmp_path)                 # no record yet: dropped, then recorded
+    for path in compiled:
+        path.write_bytes(b"compiled from these sources")
+    assert not clear_stale_cache(tmp_path)             # unchanged sources: kept
+    assert all(path.exists() for path in compiled)
+    (tmp_path / "b.py").write_text("y = 3\n")         # only the callee's file changes
+    assert clear_stale_cache(tmp_path)
+    assert not any(path.exists() for path in compiled)
+    assert not clear_stale_cache(tmp_path)
