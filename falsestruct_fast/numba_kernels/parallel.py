@@ -31,6 +31,16 @@ def deepfool_tile_rows(spec, N):
     return deepfool_tile(layer_table(spec), N)
 
 
+@kernel(inline="always")
+def tile_unit(u_, n_tiles, tile, N, n_x):
+    """(network s, its row of X, first and past-the-end rows) of unit u_ of (network, tile of
+    `tile` rows); n_x is X's leading axis (1: shared rows)."""
+    u = np.int64(u_)  # prange(n) counts in uint64: signed for indexing and mixing
+    s = u // n_tiles
+    r0 = (u % n_tiles) * tile
+    return s, (s if n_x > 1 else 0), r0, min(N, r0 + tile)
+
+
 @kernel(parallel=True)
 def forward_networks(spec, theta, X, out, tile, begin, end):
     """out (S, N, K) = logits of X (1 or S, N, d) under theta (S, P); units [begin, end) of
@@ -38,11 +48,7 @@ def forward_networks(spec, theta, X, out, tile, begin, end):
     N = X.shape[1]
     n_tiles = (N + tile - 1) // tile
     for u_ in prange(begin, end):
-        u = np.int64(u_)
-        s = u // n_tiles
-        r0 = (u % n_tiles) * tile
-        r1 = min(N, r0 + tile)
-        xs = s if X.shape[0] > 1 else 0
+        s, xs, r0, r1 = tile_unit(u_, n_tiles, tile, N, X.shape[0])
         forward(spec, theta[s], X[xs, r0:r1], out[s, r0:r1])
 
 
@@ -52,11 +58,7 @@ def logit_input_grads_networks(spec, theta, X, out, tile, begin, end):
     N = X.shape[1]
     n_tiles = (N + tile - 1) // tile
     for u_ in prange(begin, end):
-        u = np.int64(u_)
-        s = u // n_tiles
-        r0 = (u % n_tiles) * tile
-        r1 = min(N, r0 + tile)
-        xs = s if X.shape[0] > 1 else 0
+        s, xs, r0, r1 = tile_unit(u_, n_tiles, tile, N, X.shape[0])
         logit_input_grads(spec, theta[s], X[xs, r0:r1], out[s, r0:r1])
 
 
@@ -85,11 +87,7 @@ def deepfool_networks(spec, theta, X, overshoot, max_iter, linf, candidates, foo
     N = X.shape[1]
     n_tiles = (N + tile - 1) // tile
     for u_ in prange(begin, end):
-        u = np.int64(u_)
-        s = u // n_tiles
-        r0 = (u % n_tiles) * tile
-        r1 = min(N, r0 + tile)
-        xs = s if X.shape[0] > 1 else 0
+        s, xs, r0, r1 = tile_unit(u_, n_tiles, tile, N, X.shape[0])
         deepfool_layers(layers, theta[s], X[xs, r0:r1], overshoot, max_iter, linf, candidates,
                         foolbox, clip, lo, hi, pert[s, r0:r1], iters[s, r0:r1], status[s, r0:r1])
 
