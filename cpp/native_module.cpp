@@ -23,6 +23,8 @@
 #include "falsestruct/network_host.h"
 
 namespace py = pybind11;
+// cpp/cuda_emulation_module.cpp: the CUDA kernels' logic run on the CPU (tests).
+void register_cuda_emulation(py::module_& m);
 using fs_py::checked_data;
 using fs_py::data_array;
 using fs_py::is_float64;
@@ -401,4 +403,9 @@ PYBIND11_MODULE(_native, mod) {
       "0 <= beta < 1, eps > 0; shuffle 0 none, 1 samples, 2 batches; epochs in [0, 2**31 - 1], "
       "batch_size in [1, N], record_every >= 1, step0 >= 0; progress(done, total) every "
       "progress_seconds (finite, > 0). Returns the number of network-epochs run." FS_VALUES_NOTE);
+  py::module_ emulation = mod.def_submodule(
+      "cuda_emulation",
+      "The CUDA engine's kernels run on the CPU by emulating their blocks and threads (for the "
+      "test-suite: the GPU code's index mapping, shared memory and barriers, without a GPU).");
+  register_cuda_emulation(emulation);
 }
