@@ -1,9 +1,18 @@
-// CUDA engine for the networks: the kernels of falsestruct/network.h run with CudaBlock, one block per
-// network. The same templates are the CPU engine (HostBlock) and are tested on the CPU with
-// EmulatedBlock, which reproduces this file's index mapping.
+// CUDA engine: the device-pointer entry points of falsestruct/network_cuda.h.
+//
+// The generic kernels below run the templates of falsestruct/network.h and deepfool.h with
+// CudaBlock: one 128-thread block per work unit (a network, or a network's tile of rows).
+// The same templates are the CPU engine (HostBlock) and are tested on the CPU with
+// EmulatedBlock, which reproduces CudaBlock's index mapping.
+//
+// Kernel choice: every operation goes through one `choose_*` function below. A specialised
+// kernel (src/cuda/*.cu, declared in src/falsestruct/cuda/*.h) is plugged in there, in front of
+// the generic launch, as
+//     if (fused_mlp_train_supported(args)) return fused_mlp_train_launch(args, S, stream);
+// and must give the generic kernel's contract (same arguments, same outputs).
 #include <cuda_runtime.h>
 
-#include <vector>
+#include <algorithm>
 
 #include "falsestruct/deepfool.h"
 #include "falsestruct/executor.h"
@@ -16,80 +25,234 @@ namespace {
 
 constexpr int kThreadsPerBlock = 128;
 constexpr int kAttackTileCuda = 64;  // points per DeepFool block
+// Most scratch (bytes) one call allocates: units beyond it run in successive launches.
+constexpr int64_t kMaxScratchBytes = int64_t(4) << 30;
+constexpr int64_t kMaxGridBlocks = 0x7fffffff;
 
-struct AlwaysContinue {
-  FS_HD bool operator()(int) const { return true; }
+cudaStream_t as_stream(Stream s) { return reinterpret_cast<cudaStream_t>(s); }
+std::string message(cudaError_t e) { return e == cudaSuccess ? "" : cudaGetErrorString(e); }
+
+// ---- generic kernels: blockIdx.x + unit0 is the work unit --------------------------------
+
+template <class T>
+__global__ void __launch_bounds__(kThreadsPerBlock)
+    train_kernel(TrainArgs<T> args, int net0, T* scalars, int* ints, int64_t scalars_per_net,
+                 int64_t ints_per_net) {
+  const int net = net0 + blockIdx.x;
+  const int n_batches = args.N / args.B;
+  const int n_perm = args.N > n_batches ? args.N : n_batches;
+  const auto ws = NetWorkspace<T>::carve(args.shape, args.B, n_perm,
+                                         scalars + scalars_per_net * blockIdx.x,
+                                         ints + ints_per_net * blockIdx.x);
+  train_network(CudaBlock{}, args, net, ws, [](int) { return true; });
+}
+
+// Units are (network, tile of `tile` rows): unit u is network u / n_tiles, tile u % n_tiles.
+struct RowTiles {
+  int N, tile, n_tiles;
+  FS_HD int net(int64_t u) const { return static_cast<int>(u / n_tiles); }
+  FS_HD int row0(int64_t u) const { return static_cast<int>(u % n_tiles) * tile; }
+  FS_HD int rows(int64_t u) const { return N - row0(u) < tile ? N - row0(u) : tile; }
 };
 
 template <class T>
-__global__ void train_kernel(TrainArgs<T> args, T* scalars, int* ints,
-                                 int64_t scalars_per_net, int64_t ints_per_net) {
-  const int net = blockIdx.x;
-  const int n_perm = args.N > args.N / args.B ? args.N : args.N / args.B;
-  const auto ws = NetWorkspace<T>::carve(args.shape, args.B, n_perm, scalars + scalars_per_net * net,
-                                         ints + ints_per_net * net);
-  train_network(CudaBlock{}, args, net, ws, AlwaysContinue{});
+__global__ void __launch_bounds__(kThreadsPerBlock)
+    forward_kernel(NetShape s, const T* theta, const T* X, int64_t x_net_stride, RowTiles g,
+                   int64_t unit0, T* out, T* scalars, int* ints, int64_t scalars_per_unit,
+                   int64_t ints_per_unit) {
+  const int64_t u = unit0 + blockIdx.x;
+  const int net = g.net(u), row0 = g.row0(u), B = g.rows(u);
+  const auto ws = NetWorkspace<T>::carve(s, B, B, scalars + scalars_per_unit * blockIdx.x,
+                                         ints + ints_per_unit * blockIdx.x);
+  net_forward_rows(CudaBlock{}, s, theta + s.n_params * net, X + x_net_stride * net, row0, B,
+                   out + ((int64_t)net * g.N + row0) * s.n_logits(), ws);
 }
 
 template <class T>
-__global__ void forward_kernel(NetShape s, const T* theta, const T* X, int64_t x_net_stride,
-                                   int N, int tile, T* out, T* scalars, int* ints,
-                                   int64_t scalars_per_net, int64_t ints_per_net) {
-  const int net = blockIdx.x;
-  const int K = s.n_logits();
-  for (int row0 = 0; row0 < N; row0 += tile) {
-    const int B = N - row0 < tile ? N - row0 : tile;
-    const auto ws = NetWorkspace<T>::carve(s, B, B, scalars + scalars_per_net * net,
-                                           ints + ints_per_net * net);
-    net_forward_rows(CudaBlock{}, s, theta + s.n_params * net, X + x_net_stride * net, row0, B,
-                     out + ((int64_t)net * N + row0) * K, ws);
-  }
+__global__ void __launch_bounds__(kThreadsPerBlock)
+    logit_input_grads_kernel(NetShape s, const T* theta, const T* X, int64_t x_net_stride,
+                             RowTiles g, int64_t unit0, T* out, T* scalars, int* ints,
+                             int64_t scalars_per_unit, int64_t ints_per_unit) {
+  const int64_t u = unit0 + blockIdx.x;
+  const int net = g.net(u), row0 = g.row0(u), B = g.rows(u);
+  const auto ws = NetWorkspace<T>::carve(s, B, B, scalars + scalars_per_unit * blockIdx.x,
+                                         ints + ints_per_unit * blockIdx.x);
+  const int64_t row_size = (int64_t)s.n_logits() * s.width[0];
+  logit_input_grads_rows(CudaBlock{}, s, theta + s.n_params * net, X + x_net_stride * net, row0, B,
+                         out + ((int64_t)net * g.N + row0) * row_size, ws);
 }
 
-// One block per (network, tile of points); each block has its own DeepFool workspace.
 template <class T>
-__global__ void deepfool_kernel(NetShape s, const T* theta, const T* X, int64_t x_net_stride, int N,
-                                int tile, DeepFoolOptions o, T* pert, int* iters, int* status,
-                                T* scalars, int* ints, int64_t scalars_per_block,
-                                int64_t ints_per_block) {
-  const int n_tiles = (N + tile - 1) / tile;
-  const int net = blockIdx.x / n_tiles, row0 = (blockIdx.x % n_tiles) * tile;
-  const int B = N - row0 < tile ? N - row0 : tile;
+__global__ void __launch_bounds__(kThreadsPerBlock)
+    loss_and_grad_kernel(NetShape s, LossKind loss, const T* theta, const T* X,
+                         int64_t x_net_stride, const T* Y, int64_t y_net_stride, int N, int net0,
+                         T* loss_out, T* grad_out, T* input_grad_out, T* scalars, int* ints,
+                         int64_t scalars_per_net, int64_t ints_per_net) {
+  const int net = net0 + blockIdx.x;
+  const auto ws = NetWorkspace<T>::carve(s, N, N, scalars + scalars_per_net * blockIdx.x,
+                                         ints + ints_per_net * blockIdx.x);
+  net_loss_and_grad(CudaBlock{}, s, loss, theta + s.n_params * net, X + x_net_stride * net,
+                    Y + y_net_stride * net, N, ws, loss_out + net, grad_out + s.n_params * net,
+                    input_grad_out ? input_grad_out + (int64_t)net * N * s.width[0] : nullptr);
+}
+
+template <class T>
+__global__ void __launch_bounds__(kThreadsPerBlock)
+    deepfool_kernel(NetShape s, const T* theta, const T* X, int64_t x_net_stride, RowTiles g,
+                    int64_t unit0, DeepFoolOptions o, T* pert, int* iters, int* status,
+                    T* scalars, int* ints, int64_t scalars_per_unit, int64_t ints_per_unit) {
+  const int64_t u = unit0 + blockIdx.x;
+  const int net = g.net(u), row0 = g.row0(u), B = g.rows(u);
   const int C = s.n_logits() == 1 ? 1 : o.candidates;
-  const auto ws = DeepFoolWorkspace<T>::carve(s, B, C, scalars + scalars_per_block * blockIdx.x,
-                                              ints + ints_per_block * blockIdx.x);
-  const int64_t first = (int64_t)net * N + row0;
+  const auto ws = DeepFoolWorkspace<T>::carve(s, B, C, scalars + scalars_per_unit * blockIdx.x,
+                                              ints + ints_per_unit * blockIdx.x);
+  const int64_t first = (int64_t)net * g.N + row0;
   deepfool_rows(CudaBlock{}, s, theta + s.n_params * net, X + x_net_stride * net, row0, B, o, ws,
                 pert + first * s.width[0], iters + first, status + first);
 }
 
-// Device buffers freed on scope exit; the first CUDA error is kept.
-struct DeviceArena {
-  std::vector<void*> ptrs;
-  cudaError_t err = cudaSuccess;
-  template <class T>
-  T* alloc(int64_t count) {
-    void* p = nullptr;
-    if (err == cudaSuccess) err = cudaMalloc(&p, count > 0 ? count * sizeof(T) : 1);
-    if (p) ptrs.push_back(p);
-    return static_cast<T*>(p);
+template <class T>
+__global__ void count_bad_labels_kernel(const T* y, int64_t count, int K, unsigned long long* bad) {
+  unsigned long long mine = 0;
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < count;
+       i += (int64_t)gridDim.x * blockDim.x) {
+    const T v = y[i];
+    if (!(v >= T(0) && v < T(K)) || v != static_cast<T>(static_cast<int>(v))) ++mine;
   }
-  template <class T>
-  T* upload(const T* host, int64_t count) {
-    T* d = alloc<T>(count);
-    if (err == cudaSuccess && count > 0) err = cudaMemcpy(d, host, count * sizeof(T), cudaMemcpyHostToDevice);
-    return d;
-  }
-  template <class T>
-  void download(T* host, const T* dev, int64_t count) {
-    if (err == cudaSuccess && count > 0) err = cudaMemcpy(host, dev, count * sizeof(T), cudaMemcpyDeviceToHost);
-  }
-  ~DeviceArena() {
-    for (void* p : ptrs) cudaFree(p);
-  }
-};
+  if (mine) atomicAdd(bad, mine);
+}
 
-std::string message(cudaError_t e) { return e == cudaSuccess ? "" : cudaGetErrorString(e); }
+// ---- launching in groups of units -------------------------------------------------------
+
+// Runs launch(unit0, units, scalars, ints) for consecutive groups of the n_units work units,
+// each unit with its own scratch of scalars_per_unit T and ints_per_unit ints. The group is
+// as large as kMaxScratchBytes (and half the free memory) allow; the scratch is allocated
+// once, stream-ordered, and freed after the last launch. Every launch's error is checked.
+template <class T, class Launch>
+std::string for_unit_groups(int64_t n_units, int64_t scalars_per_unit, int64_t ints_per_unit,
+                            cudaStream_t stream, Launch&& launch) {
+  if (n_units <= 0) return "";
+  const int64_t unit_bytes = scalars_per_unit * (int64_t)sizeof(T) + ints_per_unit * 4;
+  size_t free_bytes = 0, total_bytes = 0;
+  int64_t budget = kMaxScratchBytes;
+  if (cudaMemGetInfo(&free_bytes, &total_bytes) == cudaSuccess)
+    budget = std::min<int64_t>(budget, static_cast<int64_t>(free_bytes / 2));
+  const int64_t group = std::max<int64_t>(
+      1, std::min<int64_t>({n_units, budget / std::max<int64_t>(unit_bytes, 1), kMaxGridBlocks}));
+  void* scalars = nullptr;
+  void* ints = nullptr;
+  cudaError_t err = cudaMallocAsync(&scalars, std::max<int64_t>(1, group * scalars_per_unit * sizeof(T)), stream);
+  if (err == cudaSuccess) err = cudaMallocAsync(&ints, std::max<int64_t>(1, group * ints_per_unit * 4), stream);
+  for (int64_t u0 = 0; err == cudaSuccess && u0 < n_units; u0 += group) {
+    launch(u0, static_cast<int>(std::min(group, n_units - u0)), static_cast<T*>(scalars),
+           static_cast<int*>(ints));
+    err = cudaGetLastError();
+  }
+  if (ints) cudaFreeAsync(ints, stream);
+  if (scalars) cudaFreeAsync(scalars, stream);
+  if (err == cudaSuccess) err = cudaGetLastError();
+  return message(err);
+}
+
+RowTiles row_tiles(int N, int tile) { return RowTiles{N, tile, (N + tile - 1) / tile}; }
+
+// ---- the generic launches ---------------------------------------------------------------
+
+template <class T>
+std::string generic_train(const TrainArgs<T>& a, int S, cudaStream_t stream) {
+  const int n_batches = a.N / a.B;
+  const int n_perm = std::max(a.N, n_batches);
+  return for_unit_groups<T>(S, NetWorkspace<T>::scalars(a.shape, a.B), NetWorkspace<T>::ints(a.B, n_perm),
+                            stream, [&](int64_t u0, int units, T* sc, int* in) {
+                              train_kernel<T><<<units, kThreadsPerBlock, 0, stream>>>(
+                                  a, static_cast<int>(u0), sc, in, NetWorkspace<T>::scalars(a.shape, a.B),
+                                  NetWorkspace<T>::ints(a.B, n_perm));
+                            });
+}
+
+template <class T>
+std::string generic_forward(const NetShape& s, const T* theta, int S, const T* X, int64_t xs,
+                            int N, T* out, cudaStream_t stream) {
+  const RowTiles g = row_tiles(N, forward_tile(s, N));
+  const int64_t per = NetWorkspace<T>::scalars(s, g.tile), ints = NetWorkspace<T>::ints(g.tile, g.tile);
+  return for_unit_groups<T>((int64_t)S * g.n_tiles, per, ints, stream,
+                            [&](int64_t u0, int units, T* sc, int* in) {
+                              forward_kernel<T><<<units, kThreadsPerBlock, 0, stream>>>(
+                                  s, theta, X, xs, g, u0, out, sc, in, per, ints);
+                            });
+}
+
+template <class T>
+std::string generic_logit_input_grads(const NetShape& s, const T* theta, int S, const T* X,
+                                      int64_t xs, int N, T* out, cudaStream_t stream) {
+  const RowTiles g = row_tiles(N, forward_tile(s, N));
+  const int64_t per = NetWorkspace<T>::scalars(s, g.tile), ints = NetWorkspace<T>::ints(g.tile, g.tile);
+  return for_unit_groups<T>((int64_t)S * g.n_tiles, per, ints, stream,
+                            [&](int64_t u0, int units, T* sc, int* in) {
+                              logit_input_grads_kernel<T><<<units, kThreadsPerBlock, 0, stream>>>(
+                                  s, theta, X, xs, g, u0, out, sc, in, per, ints);
+                            });
+}
+
+template <class T>
+std::string generic_loss_and_grad(const NetShape& s, LossKind loss, const T* theta, int S,
+                                  const T* X, int64_t xs, const T* Y, int64_t ys, int N,
+                                  T* loss_out, T* grad_out, T* input_grad_out, cudaStream_t stream) {
+  const int64_t per = NetWorkspace<T>::scalars(s, N), ints = NetWorkspace<T>::ints(N, N);
+  return for_unit_groups<T>(S, per, ints, stream, [&](int64_t u0, int units, T* sc, int* in) {
+    loss_and_grad_kernel<T><<<units, kThreadsPerBlock, 0, stream>>>(
+        s, loss, theta, X, xs, Y, ys, N, static_cast<int>(u0), loss_out, grad_out, input_grad_out,
+        sc, in, per, ints);
+  });
+}
+
+template <class T>
+std::string generic_deepfool(const NetShape& s, const T* theta, int S, const T* X, int64_t xs,
+                             int N, const DeepFoolOptions& o, T* pert, int* iters, int* status,
+                             cudaStream_t stream) {
+  const RowTiles g = row_tiles(N, std::min(forward_tile(s, N), kAttackTileCuda));
+  const int C = s.n_logits() == 1 ? 1 : o.candidates;
+  const int64_t per = DeepFoolWorkspace<T>::scalars(s, g.tile), ints = DeepFoolWorkspace<T>::ints(g.tile, C);
+  return for_unit_groups<T>((int64_t)S * g.n_tiles, per, ints, stream,
+                            [&](int64_t u0, int units, T* sc, int* in) {
+                              deepfool_kernel<T><<<units, kThreadsPerBlock, 0, stream>>>(
+                                  s, theta, X, xs, g, u0, o, pert, iters, status, sc, in, per, ints);
+                            });
+}
+
+// ---- kernel choice per operation (specialised kernels are added in front) ---------------
+
+template <class T>
+std::string choose_train(const TrainArgs<T>& a, int S, cudaStream_t stream) {
+  return generic_train(a, S, stream);
+}
+
+template <class T>
+std::string choose_forward(const NetShape& s, const T* theta, int S, const T* X, int64_t xs, int N,
+                           T* out, cudaStream_t stream) {
+  return generic_forward(s, theta, S, X, xs, N, out, stream);
+}
+
+template <class T>
+std::string choose_logit_input_grads(const NetShape& s, const T* theta, int S, const T* X,
+                                     int64_t xs, int N, T* out, cudaStream_t stream) {
+  return generic_logit_input_grads(s, theta, S, X, xs, N, out, stream);
+}
+
+template <class T>
+std::string choose_loss_and_grad(const NetShape& s, LossKind loss, const T* theta, int S,
+                                 const T* X, int64_t xs, const T* Y, int64_t ys, int N, T* loss_out,
+                                 T* grad_out, T* input_grad_out, cudaStream_t stream) {
+  return generic_loss_and_grad(s, loss, theta, S, X, xs, Y, ys, N, loss_out, grad_out,
+                               input_grad_out, stream);
+}
+
+template <class T>
+std::string choose_deepfool(const NetShape& s, const T* theta, int S, const T* X, int64_t xs, int N,
+                            const DeepFoolOptions& o, T* pert, int* iters, int* status,
+                            cudaStream_t stream) {
+  return generic_deepfool(s, theta, S, X, xs, N, o, pert, iters, status, stream);
+}
 
 }  // namespace
 
@@ -108,98 +271,89 @@ std::string device_name(int device) {
   return prop.name;
 }
 
+int current_device() {
+  int d = -1;
+  return cudaGetDevice(&d) == cudaSuccess ? d : -1;
+}
+
+int multiprocessor_count(int device) {
+  int n = 0;
+  return cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device) == cudaSuccess ? n : 0;
+}
+
+std::string synchronize(Stream stream) { return message(cudaStreamSynchronize(as_stream(stream))); }
+
 template <class T>
-std::string train(const TrainArgs<T>& host, int S, int S_x, int S_y) {
-  const NetShape& s = host.shape;
-  const int n_batches = host.N / host.B;
-  const int64_t P = s.n_params;
-  const int t_per = targets_per_sample(host.loss, s.n_logits());
-  DeviceArena arena;
-  TrainArgs<T> dev = host;
-  dev.X = arena.upload(host.X, (int64_t)S_x * host.N * s.width[0]);
-  dev.Y = arena.upload(host.Y, (int64_t)S_y * host.N * t_per);
-  dev.theta = arena.upload(host.theta, S * P);
-  dev.adam_m = arena.upload(host.adam_m, S * P);
-  dev.adam_v = arena.upload(host.adam_v, S * P);
-  dev.seeds = arena.upload(host.seeds, S);
-  dev.loss_history = arena.alloc<double>((int64_t)S * host.n_records);
-  dev.acc_history = arena.alloc<double>((int64_t)S * host.n_records);
-  const int64_t per_net = NetWorkspace<T>::scalars(s, host.B);
-  const int64_t ints_per_net = NetWorkspace<T>::ints(host.B, host.N > n_batches ? host.N : n_batches);
-  T* scalars = arena.alloc<T>(per_net * S);
-  int* ints = arena.alloc<int>(ints_per_net * S);
-  if (arena.err != cudaSuccess) return message(arena.err);
-  train_kernel<T><<<S, kThreadsPerBlock>>>(dev, scalars, ints, per_net, ints_per_net);
-  arena.err = cudaGetLastError();
-  if (arena.err == cudaSuccess) arena.err = cudaDeviceSynchronize();
-  arena.download(host.theta, dev.theta, S * P);
-  arena.download(host.adam_m, dev.adam_m, S * P);
-  arena.download(host.adam_v, dev.adam_v, S * P);
-  arena.download(host.loss_history, dev.loss_history, (int64_t)S * host.n_records);
-  arena.download(host.acc_history, dev.acc_history, (int64_t)S * host.n_records);
-  return message(arena.err);
+std::string train_epochs(const TrainArgs<T>& a, int S, Stream stream) {
+  const int end = a.epoch_end < 0 ? a.epochs : a.epoch_end;
+  if (S == 0 || end <= a.epoch_begin) return "";
+  return choose_train(a, S, as_stream(stream));
 }
 
 template <class T>
-std::string net_forward(const NetShape& s, const T* theta, int S, const T* X, int64_t x_net_stride,
-                        int N, T* out) {
-  const int tile = forward_tile(s, N);
-  const int S_x = x_net_stride ? S : 1;
-  DeviceArena arena;
-  const T* d_theta = arena.upload(theta, S * s.n_params);
-  const T* d_X = arena.upload(X, (int64_t)S_x * N * s.width[0]);
-  T* d_out = arena.alloc<T>((int64_t)S * N * s.n_logits());
-  const int64_t per_net = NetWorkspace<T>::scalars(s, tile);
-  const int64_t ints_per_net = NetWorkspace<T>::ints(tile, tile);
-  T* scalars = arena.alloc<T>(per_net * S);
-  int* ints = arena.alloc<int>(ints_per_net * S);
-  if (arena.err != cudaSuccess) return message(arena.err);
-  forward_kernel<T><<<S, kThreadsPerBlock>>>(s, d_theta, d_X, x_net_stride, N, tile, d_out,
-                                                 scalars, ints, per_net, ints_per_net);
-  arena.err = cudaGetLastError();
-  if (arena.err == cudaSuccess) arena.err = cudaDeviceSynchronize();
-  arena.download(out, d_out, (int64_t)S * N * s.n_logits());
-  return message(arena.err);
+std::string forward(const NetShape& s, const T* theta, int S, const T* X, int64_t xs, int N, T* out,
+                    Stream stream) {
+  if (S == 0 || N == 0) return "";
+  return choose_forward(s, theta, S, X, xs, N, out, as_stream(stream));
 }
 
 template <class T>
-std::string deepfool(const NetShape& s, const T* theta, int S, const T* X, int64_t x_net_stride,
-                     int N, const DeepFoolOptions& o, T* pert, int* iters, int* status) {
-  const int tile = forward_tile(s, N) < kAttackTileCuda ? forward_tile(s, N) : kAttackTileCuda;
-  const int n_blocks = S * ((N + tile - 1) / tile);
-  const int C = s.n_logits() == 1 ? 1 : o.candidates;
-  const int S_x = x_net_stride ? S : 1;
-  const int d = s.width[0];
-  DeviceArena arena;
-  const T* d_theta = arena.upload(theta, S * s.n_params);
-  const T* d_X = arena.upload(X, (int64_t)S_x * N * d);
-  T* d_pert = arena.alloc<T>((int64_t)S * N * d);
-  int* d_iters = arena.alloc<int>((int64_t)S * N);
-  int* d_status = arena.alloc<int>((int64_t)S * N);
-  const int64_t per_block = DeepFoolWorkspace<T>::scalars(s, tile);
-  const int64_t ints_per_block = DeepFoolWorkspace<T>::ints(tile, C);
-  T* scalars = arena.alloc<T>(per_block * n_blocks);
-  int* ints = arena.alloc<int>(ints_per_block * n_blocks);
-  if (arena.err != cudaSuccess) return message(arena.err);
-  deepfool_kernel<T><<<n_blocks, kThreadsPerBlock>>>(s, d_theta, d_X, x_net_stride, N, tile, o, d_pert,
-                                                     d_iters, d_status, scalars, ints, per_block,
-                                                     ints_per_block);
-  arena.err = cudaGetLastError();
-  if (arena.err == cudaSuccess) arena.err = cudaDeviceSynchronize();
-  arena.download(pert, d_pert, (int64_t)S * N * d);
-  arena.download(iters, d_iters, (int64_t)S * N);
-  arena.download(status, d_status, (int64_t)S * N);
-  return message(arena.err);
+std::string loss_and_grad(const NetShape& s, LossKind loss, const T* theta, int S, const T* X,
+                          int64_t xs, const T* Y, int64_t ys, int N, T* loss_out, T* grad_out,
+                          T* input_grad_out, Stream stream) {
+  if (S == 0 || N == 0) return "";
+  return choose_loss_and_grad(s, loss, theta, S, X, xs, Y, ys, N, loss_out, grad_out,
+                              input_grad_out, as_stream(stream));
 }
 
-template std::string train<float>(const TrainArgs<float>&, int, int, int);
-template std::string train<double>(const TrainArgs<double>&, int, int, int);
-template std::string net_forward<float>(const NetShape&, const float*, int, const float*, int64_t, int, float*);
-template std::string net_forward<double>(const NetShape&, const double*, int, const double*, int64_t, int, double*);
-template std::string deepfool<float>(const NetShape&, const float*, int, const float*, int64_t, int,
-                                     const DeepFoolOptions&, float*, int*, int*);
-template std::string deepfool<double>(const NetShape&, const double*, int, const double*, int64_t, int,
-                                      const DeepFoolOptions&, double*, int*, int*);
+template <class T>
+std::string logit_input_grads(const NetShape& s, const T* theta, int S, const T* X, int64_t xs,
+                              int N, T* out, Stream stream) {
+  if (S == 0 || N == 0) return "";
+  return choose_logit_input_grads(s, theta, S, X, xs, N, out, as_stream(stream));
+}
+
+template <class T>
+std::string deepfool(const NetShape& s, const T* theta, int S, const T* X, int64_t xs, int N,
+                     const DeepFoolOptions& o, T* pert, int* iters, int* status, Stream stream) {
+  if (S == 0 || N == 0) return "";
+  return choose_deepfool(s, theta, S, X, xs, N, o, pert, iters, status, as_stream(stream));
+}
+
+template <class T>
+std::string count_bad_labels(const T* y, int64_t count, int K, int64_t* bad, Stream stream) {
+  *bad = 0;
+  if (count == 0) return "";
+  const cudaStream_t st = as_stream(stream);
+  unsigned long long* d_bad = nullptr;
+  unsigned long long h_bad = 0;
+  cudaError_t err = cudaMallocAsync(&d_bad, sizeof(*d_bad), st);
+  if (err == cudaSuccess) err = cudaMemsetAsync(d_bad, 0, sizeof(*d_bad), st);
+  if (err == cudaSuccess) {
+    const int64_t blocks = std::min<int64_t>((count + 255) / 256, 1024);
+    count_bad_labels_kernel<T><<<static_cast<int>(blocks), 256, 0, st>>>(y, count, K, d_bad);
+    err = cudaGetLastError();
+  }
+  if (err == cudaSuccess) err = cudaMemcpyAsync(&h_bad, d_bad, sizeof(h_bad), cudaMemcpyDeviceToHost, st);
+  if (d_bad) cudaFreeAsync(d_bad, st);
+  if (err == cudaSuccess) err = cudaStreamSynchronize(st);
+  *bad = static_cast<int64_t>(h_bad);
+  return message(err);
+}
+
+#define FS_INSTANTIATE(T)                                                                          \
+  template std::string train_epochs<T>(const TrainArgs<T>&, int, Stream);                          \
+  template std::string forward<T>(const NetShape&, const T*, int, const T*, int64_t, int, T*, Stream); \
+  template std::string loss_and_grad<T>(const NetShape&, LossKind, const T*, int, const T*, int64_t,   \
+                                        const T*, int64_t, int, T*, T*, T*, Stream);                 \
+  template std::string logit_input_grads<T>(const NetShape&, const T*, int, const T*, int64_t, int,  \
+                                            T*, Stream);                                             \
+  template std::string deepfool<T>(const NetShape&, const T*, int, const T*, int64_t, int,           \
+                                   const DeepFoolOptions&, T*, int*, int*, Stream);                  \
+  template std::string count_bad_labels<T>(const T*, int64_t, int, int64_t*, Stream);
+FS_INSTANTIATE(float)
+FS_INSTANTIATE(double)
+#undef FS_INSTANTIATE
 
 }  // namespace cuda
 }  // namespace fs

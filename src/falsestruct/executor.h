@@ -30,17 +30,18 @@
 namespace fs {
 
 // ---- index mapping shared by CudaBlock and EmulatedBlock ---------------------------------
+// The counters are 64-bit: `i + n_threads` and `rows * cols` may pass 2^31 - 1.
 template <class F>
 FS_HD FS_INLINE void thread_stride_1d(int tid, int n_threads, int n, F&& f) {
-  for (int i = tid; i < n; i += n_threads) f(i);
+  for (int64_t i = tid; i < n; i += n_threads) f(static_cast<int>(i));
 }
 
 // 2-D elements are flattened row-major so that consecutive threads take consecutive
 // columns (coalesced access for column-contiguous data).
 template <class F>
 FS_HD FS_INLINE void thread_stride_2d(int tid, int n_threads, int rows, int cols, F&& f) {
-  const int total = rows * cols;
-  for (int e = tid; e < total; e += n_threads) f(e / cols, e % cols);
+  const int64_t total = (int64_t)rows * cols;
+  for (int64_t e = tid; e < total; e += n_threads) f(static_cast<int>(e / cols), static_cast<int>(e % cols));
 }
 
 // Dot phase: element (r, c) is finish(r, c, sum_{k < len} term(r, c, k)), summed in a fixed

@@ -196,6 +196,11 @@ struct TrainArgs {
   const uint64_t* seeds;  // (S,) seed of each network (batch order)
   int record_every;       // record loss/accuracy every k epochs (and at the last epoch)
   int n_records;
+  // This call runs epochs [epoch_begin, epoch_end) of the run of `epochs` epochs that started
+  // at step0 (epoch_end -1: through `epochs`). A long GPU run is launched in chunks of epochs;
+  // records and batch order refer to the whole run, so the chunks equal one call bitwise.
+  int epoch_begin = 0;
+  int epoch_end = -1;
   double* loss_history;   // (S, n_records) mean loss over the samples of the epoch
   double* acc_history;    // (S, n_records) mean accuracy over the samples of the epoch
 };
@@ -225,7 +230,7 @@ struct NeverStop {
 // Steps between two checks of the stop hook in a long epoch.
 constexpr int kStopCheckSteps = 64;
 
-// Trains network `net` for args.epochs epochs. `on_epoch(epoch)` is called after each epoch
+// Trains network `net` for epochs [args.epoch_begin, args.epoch_end) of args.epochs. `on_epoch(epoch)` is called after each epoch
 // and returns false to stop early (cancellation); the GPU passes a hook that always continues.
 // Within an epoch, stop() is asked every kStopCheckSteps steps (an epoch of many batches may
 // be long); when it returns true the epoch is abandoned and the outputs keep the state after
@@ -249,13 +254,14 @@ FS_HD void train_network(const Block& blk, const TrainArgs<T>& a, int net,
   T* v_out = a.adam_v + P * net;
   copy_network_state(blk, P, theta_out, m_out, v_out, theta, m, v);
   const T* logits = ws.acts + (int64_t)s.act_row(s.n_layers) * B;
-  int64_t t = a.step0;
+  const int epoch_end = a.epoch_end < 0 ? a.epochs : a.epoch_end;
+  int64_t t = a.step0 + (int64_t)a.epoch_begin * n_batches;
   const ShuffleMode mode = a.shuffle;
   int* order = ws.order;
   int* draws = ws.draws;
   int* rows = ws.rows;
 
-  for (int epoch = 0; epoch < a.epochs; ++epoch) {
+  for (int epoch = a.epoch_begin; epoch < epoch_end; ++epoch) {
     const int epoch_no = epoch + 1;
     const bool record = (epoch_no % a.record_every == 0) || epoch_no == a.epochs;
     if (mode != ShuffleMode::None) {
