@@ -36,13 +36,13 @@ def falsestruct_train(S: int, n_steps: int, dtype: str, threads: int, engine: st
     return run
 
 
-def falsestruct_forward(S: int, n_images: int, dtype: str, threads: int):
+def falsestruct_forward(S: int, n_images: int, dtype: str, threads: int, engine: str = "native"):
     import falsestruct_fast as fs
 
     X, _ = data(dtype, n_images)
     net = fs.paper_cnn()
     params = fs.init(net, seeds=range(S), dtype=dtype)
-    return lambda: fs.forward(net, params, X, threads=threads)
+    return lambda: fs.forward(net, params, X, threads=threads, engine=engine)
 
 
 def _torch_model(torch, dtype):

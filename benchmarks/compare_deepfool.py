@@ -11,7 +11,10 @@ rounds (benchmarks/timing.py). Foolbox and ART run two ways: one model and attac
 network ("per network", S Python calls), and one call on a single model whose forward
 evaluates all S networks ("batched", deepfool_cases.batched_torch_model; the same as per
 network when S = 1). Reports our points/s (median [best]) and each peer's time over ours as
-the median of the per-round ratios (range in brackets). "agree" is the share of points with
+the median of the per-round ratios (range in brackets); the numba engine
+(`engine="numba"`) runs as one more side, reported as its time over the native engine's; "÷ floor" is
+our time over the FLOP floor (benchmarks/flops.py: a lower bound on the matrix products of the
+iterations our run took, at the FMA rate of one core times the thread count). "agree" is the share of points with
 the same flipped decision as Foolbox; "max norm diff" the largest per-point relative
 difference of the perturbation norms where both flipped.
 """
@@ -28,6 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import deepfool_cases as cases  # noqa: E402
+import flops  # noqa: E402
 import timing  # noqa: E402
 
 def _installed(name: str) -> bool:
@@ -40,7 +44,8 @@ def compare(case: str, size: int, dtype: str, threads: int, rounds: int) -> dict
     net, params, X, bounds = (cases.mlp_case(size, dtype) if case == "mlp"
                               else cases.cnn_case(size, dtype))
     S, N = params[0].shape[0], X.shape[0]
-    runs = {"ours": cases.falsestruct_runner(net, params, X, bounds, threads)}
+    runs = {"ours": cases.falsestruct_runner(net, params, X, bounds, threads),
+            "numba": cases.falsestruct_runner(net, params, X, bounds, threads, engine="numba")}
     variants = (False, True) if S > 1 else (False,)
     for batched in variants:
         tag = "batched" if batched else "per network"
@@ -61,7 +66,13 @@ def compare(case: str, size: int, dtype: str, threads: int, rounds: int) -> dict
     for name in runs:
         if name != "ours":
             row["ratios"][name] = timing.round_ratios(times, name, "ours")
+        if name.startswith("Foolbox"):  # the numba engine against the same peer
+            row["ratios"][f"{name} / numba"] = timing.round_ratios(times, name, "numba")
     ours = last["ours"]
+    row["flops"] = flops.deepfool_flops(net, ours.iterations.sum(), S * N)
+    row["ours_s"] = times["ours"]
+    numba = last["numba"]
+    row["numba_same"] = bool(np.array_equal(numba.status, ours.status))
     for name in [k for k in runs if k.startswith("Foolbox")]:
         pert, success = last[name]
         fb_norm = np.linalg.norm(pert.reshape(S, N, -1).astype(np.float64), axis=-1)
@@ -82,12 +93,16 @@ def main():
     args = ap.parse_args()
     timing.pin_self(args.threads)
     rounds = args.rounds or (2 if args.quick else 3)
+    rate = flops.fma_gflops()["float32"] * args.threads
     sizes = [("mlp", 10 if args.quick else 100), ("cnn", 100 if args.quick else 1000)]
     print(f"# DeepFool, float32; {timing.machine()}; pinned to CPUs {sorted(os.sched_getaffinity(0))}, "
           f"threads={args.threads}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    print(f"# FMA probe (one core): {rate / args.threads:.0f} GFLOP/s float32")
     print(f"# every side: 1 warm-up call, {rounds} alternating rounds; pts/s: median [best]; "
           "ratios: the peer's time over ours, median of the per-round ratios (min-max)")
-    head = ["case", "S x N", "falsestruct pts/s", "Foolbox per network", "Foolbox batched",
+    head = ["case", "S x N", "falsestruct pts/s", "÷ floor", "numba engine ÷ native",
+            "Foolbox ÷ numba engine (per network / batched)",
+            "Foolbox per network", "Foolbox batched",
             "agree", "max norm diff", "ART per network", "ART batched"]
     print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
     for case, size in sizes:
@@ -101,7 +116,12 @@ def main():
         agreement = [r["agreement"][k] for k in ("Foolbox per network", "Foolbox batched")
                      if k in r["agreement"]]
         pts = r["ours_pts_s"]
+        floor_s = r["flops"] / (rate * 1e9)
+        same = "" if r["numba_same"] else " (statuses differ!)"
         cells = [case, f"{r['S']} x {r['N']}", f"{statistics.median(pts):.0f} [{max(pts):.0f}]",
+                 f"{statistics.median(r['ours_s']) / floor_s:.1f}", ratio("numba") + same,
+                 " / ".join(ratio(f"Foolbox {tag} / numba") for tag in ("per network", "batched")
+                            if f"Foolbox {tag} / numba" in r["ratios"]) or "-",
                  ratio("Foolbox per network"), batched("Foolbox"),
                  " / ".join(f"{a['agree']:.4f}" for a in agreement) or "-",
                  " / ".join(f"{a['max_norm_diff']:.1e}" for a in agreement) or "-",

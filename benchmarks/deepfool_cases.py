@@ -57,11 +57,11 @@ def cnn_case(n_images: int, dtype: str = "float32", epochs: int = 5):
     return net, params, X, (-1.0, 2.0)
 
 
-def falsestruct_runner(net, params, X, bounds, threads: int):
+def falsestruct_runner(net, params, X, bounds, threads: int, engine: str = "native"):
     import falsestruct_fast as fs
 
     return lambda: fs.deepfool(net, params, X, overshoot=OVERSHOOT, max_iter=STEPS,
-                               variant="foolbox", clip=bounds, threads=threads)
+                               variant="foolbox", clip=bounds, threads=threads, engine=engine)
 
 
 def torch_models(net, params, dtype: str):

@@ -7,6 +7,9 @@ matrix products at its measured FMA throughput.
   the forward pass, every weight gradient, and the input gradient of every layer but the first
   (training never needs the gradient with respect to the data). Element-wise work (bias, ReLU,
   pooling, loss, Adam) is left out, so the floor is a lower bound.
+* ``deepfool_flops(net, iterations)``: a lower bound on DeepFool's matrix-product FLOPs for
+  that many iterations in all (each: a forward pass and one logit's gradient with respect to
+  the input; multiclass nets need more gradients) plus one forward pass per point.
 * ``fma_gflops()``: compiles ``cpp/fma_probe.cpp`` (g++ -O3 -march=native, as the library) once
   per machine into a cache folder and runs it on one CPU: FLOP/s of independent FMA chains on
   512-bit vectors, per dtype. No figure is stored; every script measures it where it runs.
@@ -52,6 +55,14 @@ def step_flops(net, batch: int) -> dict:
     input_grads = 2 * batch * sum(m for m, first in layers if not first)
     return {"forward": forward, "backward": weight_grads + input_grads,
             "total": forward + weight_grads + input_grads}
+
+
+def deepfool_flops(net, iterations: int, points: int) -> int:
+    """Lower bound on the FLOPs of DeepFool runs taking `iterations` steps in all over `points`
+    points: per step a forward pass and one input gradient through every layer, plus the
+    forward pass that checks each point's final label."""
+    per_row = 2 * sum(m for m, _ in _weighted_layers(net))
+    return int(iterations) * 2 * per_row + int(points) * per_row
 
 
 def _probe_binary() -> Path:

@@ -1,5 +1,5 @@
-"""pytest-benchmark suite: the Experiment II CNN step and forward pass, beside PyTorch eager and
-JAX.
+"""pytest-benchmark suite: the Experiment II CNN step and forward pass (native and numba engines),
+beside PyTorch eager and JAX.
 
     taskset -c 0 pytest benchmarks/test_bench_cnn_step.py -k "threads1" --benchmark-columns=min,median
 
@@ -22,8 +22,9 @@ THREADS = pytest.mark.parametrize("threads", [1, 2], ids=["threads1", "threads2"
 @THREADS
 @pytest.mark.parametrize("S", [1, 8])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_falsestruct_cnn_step(benchmark, dtype, S, threads):
-    run = cases.falsestruct_train(S, 2, dtype, threads)
+@pytest.mark.parametrize("engine", ["native", "numba"])
+def test_falsestruct_cnn_step(benchmark, dtype, S, threads, engine):
+    run = cases.falsestruct_train(S, 2, dtype, threads, engine=engine)
     record_best(benchmark, run, "ms_per_network_step", lambda t: t * 1e3 / (S * run.steps))
 
 
@@ -49,8 +50,9 @@ def test_jax_cnn_step(benchmark, dtype, S, over):
 
 @THREADS
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_falsestruct_cnn_forward(benchmark, dtype, threads):
-    run = cases.falsestruct_forward(1, 1000, dtype, threads)
+@pytest.mark.parametrize("engine", ["native", "numba"])
+def test_falsestruct_cnn_forward(benchmark, dtype, threads, engine):
+    run = cases.falsestruct_forward(1, 1000, dtype, threads, engine=engine)
     record_best(benchmark, run, "images_per_s", lambda t: 1000 / t)
 
 

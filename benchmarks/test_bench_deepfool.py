@@ -7,7 +7,7 @@ Every side gets the same warm-up call and the same rounds (bench_record.record_b
 same thread count (PyTorch's set_num_threads, ours threads=); pin the run with taskset so that
 every side also has the same cores. Foolbox and ART run per network (S attack calls) and, for
 S > 1, batched (one call on a model of all S networks; see deepfool_cases). Stores
-`points_per_s` in extra_info. For a table with ratios and agreement in one run use
+`points_per_s` in extra_info. Ours runs on the native and the numba engine. For a table with ratios and agreement in one run use
 `python benchmarks/compare_deepfool.py`.
 """
 import pytest
@@ -31,9 +31,10 @@ def _points_per_s(params, X):
 
 
 @THREADS
-def test_falsestruct_deepfool(benchmark, case, threads):
+@pytest.mark.parametrize("engine", ["native", "numba"])
+def test_falsestruct_deepfool(benchmark, case, threads, engine):
     name, (net, params, X, bounds) = case
-    run = cases.falsestruct_runner(net, params, X, bounds, threads)
+    run = cases.falsestruct_runner(net, params, X, bounds, threads, engine)
     record_best(benchmark, run, "points_per_s", _points_per_s(params, X))
 
 

@@ -1,4 +1,5 @@
-"""pytest-benchmark suite: the Experiment I step, falsestruct_fast beside PyTorch and JAX.
+"""pytest-benchmark suite: the Experiment I step, falsestruct_fast (native and numba engines) beside
+PyTorch and JAX.
 
     taskset -c 0 pytest benchmarks/test_bench_mlp_step.py -k "threads1" --benchmark-columns=min,median
 
@@ -28,6 +29,15 @@ def _measure(benchmark, run, S, steps):
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_falsestruct_native(benchmark, dtype, S, threads):
     run = cases.falsestruct_runner(S, n_steps=max(20, 40000 // S), dtype=dtype, threads=threads)
+    _measure(benchmark, run, S, run.steps)
+
+
+@THREADS
+@pytest.mark.parametrize("S", [1, 16, 256])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_falsestruct_numba(benchmark, dtype, S, threads):
+    run = cases.falsestruct_runner(S, n_steps=max(20, 10000 // S), dtype=dtype, threads=threads,
+                                   engine="numba")
     _measure(benchmark, run, S, run.steps)
 
 
