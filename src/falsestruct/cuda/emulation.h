@@ -34,6 +34,14 @@
 #include <vector>
 #endif
 
+// Full unrolling of a short fixed-count loop (register arrays stay in registers), for nvcc and
+// for the host compiler.
+#if defined(__CUDACC__)
+#define FS_UNROLL _Pragma("unroll")
+#else
+#define FS_UNROLL _Pragma("GCC unroll 16")
+#endif
+
 namespace fs {
 namespace cuda {
 
