@@ -6,6 +6,9 @@
 
 namespace py = pybind11;
 
+void register_fused_mlp_emulation(py::module_& m);
+
 void register_cuda_emulation(py::module_& m) {
   (void)m;  // kernel families add their register_* calls here
+  register_fused_mlp_emulation(m);
 }
