@@ -6,9 +6,16 @@
 
 namespace py = pybind11;
 
+void register_layer_kernels_emulation(py::module_& m);
+void register_network_emulation(py::module_& m);
+
+void register_point_kernels_emulation(py::module_& m);
 void register_fused_mlp_emulation(py::module_& m);
 
 void register_cuda_emulation(py::module_& m) {
   (void)m;  // kernel families add their register_* calls here
+  register_layer_kernels_emulation(m);
+  register_network_emulation(m);
+  register_point_kernels_emulation(m);
   register_fused_mlp_emulation(m);
 }
