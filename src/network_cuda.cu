@@ -14,6 +14,7 @@
 
 #include <algorithm>
 
+#include "falsestruct/cuda/fused_mlp_train.h"
 #include "falsestruct/deepfool.h"
 #include "falsestruct/executor.h"
 #include "falsestruct/network.h"
@@ -224,6 +225,8 @@ std::string generic_deepfool(const NetShape& s, const T* theta, int S, const T* 
 
 template <class T>
 std::string choose_train(const TrainArgs<T>& a, int S, cudaStream_t stream) {
+  if (fused_mlp_train_supported(a))  // one-hidden-layer MLPs: the whole run on chip
+    return fused_mlp_train_launch(a, S, stream);
   return generic_train(a, S, stream);
 }
 
