@@ -177,28 +177,25 @@ struct FusedThreadState {
   int lane, slot;  // lane within the network, network slot within the block
 };
 
-// One network's shared memory.
+// One network's shared memory: each part's address computed where it is used, from the base and
+// the layout's offsets (kernel parameters), so that no pointer stays live in registers.
 template <class T>
 struct FusedShared {
-  T *w1, *b1, *hidden, *logits, *dlogits, *terms, *batch_x, *batch_y, *step_size;
-  double* partials;
-  int *order, *draws;
-  FS_HD static FusedShared carve(unsigned char* base, const FusedMlpLayout& L) {
-    FusedShared sh;
-    sh.w1 = reinterpret_cast<T*>(base + L.w1);
-    sh.b1 = reinterpret_cast<T*>(base + L.b1);
-    sh.hidden = reinterpret_cast<T*>(base + L.hidden);
-    sh.logits = reinterpret_cast<T*>(base + L.logits);
-    sh.dlogits = reinterpret_cast<T*>(base + L.dlogits);
-    sh.terms = reinterpret_cast<T*>(base + L.terms);
-    sh.batch_x = reinterpret_cast<T*>(base + L.batch_x);
-    sh.batch_y = reinterpret_cast<T*>(base + L.batch_y);
-    sh.step_size = reinterpret_cast<T*>(base + L.step_size);
-    sh.partials = reinterpret_cast<double*>(base + L.partials);
-    sh.order = reinterpret_cast<int*>(base + L.order);
-    sh.draws = reinterpret_cast<int*>(base + L.draws);
-    return sh;
-  }
+  unsigned char* base;
+  const FusedMlpLayout& L;
+  FS_HD FS_INLINE T* at(int64_t offset) const { return reinterpret_cast<T*>(base + offset); }
+  FS_HD FS_INLINE T* w1() const { return at(L.w1); }
+  FS_HD FS_INLINE T* b1() const { return at(L.b1); }
+  FS_HD FS_INLINE T* hidden() const { return at(L.hidden); }
+  FS_HD FS_INLINE T* logits() const { return at(L.logits); }
+  FS_HD FS_INLINE T* dlogits() const { return at(L.dlogits); }
+  FS_HD FS_INLINE T* terms() const { return at(L.terms); }
+  FS_HD FS_INLINE T* batch_x() const { return at(L.batch_x); }
+  FS_HD FS_INLINE T* batch_y() const { return at(L.batch_y); }
+  FS_HD FS_INLINE T* step_size() const { return at(L.step_size); }
+  FS_HD FS_INLINE double* partials() const { return reinterpret_cast<double*>(base + L.partials); }
+  FS_HD FS_INLINE int* order() const { return reinterpret_cast<int*>(base + L.order); }
+  FS_HD FS_INLINE int* draws() const { return reinterpret_cast<int*>(base + L.draws); }
 };
 
 // The per-block program. Its helpers below are the phases' per-thread code.
@@ -230,7 +227,7 @@ struct FusedMlpBlock {
   FS_HD FS_INLINE int net_of(const State& st) const { return block * run.config.nets_per_block + st.slot; }
   FS_HD FS_INLINE bool active(const State& st) const { return net_of(st) < run.S; }
   FS_HD FS_INLINE FusedShared<T> shared_of(const State& st) const {
-    return FusedShared<T>::carve(smem + run.layout.bytes * st.slot, run.layout);
+    return FusedShared<T>{smem + run.layout.bytes * st.slot, run.layout};
   }
   FS_HD FS_INLINE int64_t param_index(int q, int i) const {  // theta index of parameter q of unit i
     const NetShape& s = a.shape;
@@ -262,7 +259,7 @@ FS_UNROLL
         st.p[u][q] = a.theta[e];
         st.m[u][q] = a.adam_m[e];
         st.v[u][q] = a.adam_v[e];
-        if (q > D) sh.w1[i * K + (q - D - 1)] = st.p[u][q];
+        if (q > D) sh.w1()[i * K + (q - D - 1)] = st.p[u][q];
       }
     }
     if (st.lane < K) {
@@ -270,7 +267,7 @@ FS_UNROLL
       st.b1 = a.theta[e];
       st.b1_m = a.adam_m[e];
       st.b1_v = a.adam_v[e];
-      sh.b1[st.lane] = st.b1;
+      sh.b1()[st.lane] = st.b1;
     }
   }
 
@@ -310,12 +307,12 @@ FS_UNROLL
     const uint64_t seed = a.seeds[net_of(st)];
     const uint32_t ge = global_epoch(epoch);
     for (int i = st.lane; i < run.layout.n_perm; i += Tn)
-      sh.draws[i] = i > 0 ? shuffle_draw(seed, ge, i) : 0;
+      sh.draws()[i] = i > 0 ? shuffle_draw(seed, ge, i) : 0;
   }
   FS_HD void permute(const State& st) const {
     if (!active(st) || st.lane != 0) return;
     const FusedShared<T> sh = shared_of(st);
-    apply_shuffle_draws(run.layout.n_perm, sh.draws, sh.order);
+    apply_shuffle_draws(run.layout.n_perm, sh.draws(), sh.order());
   }
 
   // Batch `step` of the current epoch's order into buffer `buf` (lanes over its elements).
@@ -326,12 +323,12 @@ FS_UNROLL
     const T* X = a.X + a.x_net_stride * net;
     const T* Y = a.Y + a.y_net_stride * net;
     auto row = [&](int n) -> int64_t {
-      return mode == ShuffleMode::Samples   ? sh.order[step * B + n]
-             : mode == ShuffleMode::Batches ? (int64_t)sh.order[step] * B + n
+      return mode == ShuffleMode::Samples   ? sh.order()[step * B + n]
+             : mode == ShuffleMode::Batches ? (int64_t)sh.order()[step] * B + n
                                             : (int64_t)step * B + n;
     };
-    T* xb = sh.batch_x + (int64_t)buf * B * d;
-    T* yb = sh.batch_y + (int64_t)buf * B * t_per;
+    T* xb = sh.batch_x() + (int64_t)buf * B * d;
+    T* yb = sh.batch_y() + (int64_t)buf * B * t_per;
     for (int e = st.lane; e < B * d; e += Tn) xb[e] = X[row(e / d) * d + e % d];
     for (int e = st.lane; e < B * t_per; e += Tn) yb[e] = Y[row(e / t_per) * t_per + e % t_per];
   }
@@ -340,7 +337,7 @@ FS_UNROLL
   FS_HD void hidden_forward(const State& st, int buf) const {
     if (!active(st)) return;
     const FusedShared<T> sh = shared_of(st);
-    const T* xb = sh.batch_x + (int64_t)buf * B * d;
+    const T* xb = sh.batch_x() + (int64_t)buf * B * d;
 FS_UNROLL
     for (int u = 0; u < U; ++u) {
       const int i = st.lane + u * Tn;
@@ -350,7 +347,7 @@ FS_UNROLL
 FS_UNROLL
         for (int k = 0; k < D; ++k)
           if (k < d) sum += xb[n * d + k] * st.p[u][k];
-        sh.hidden[n * Hs + i] = relu_if(true, st.p[u][D] + sum);
+        sh.hidden()[n * Hs + i] = relu_if(true, st.p[u][D] + sum);
       }
     }
   }
@@ -360,27 +357,27 @@ FS_UNROLL
   FS_HD void logits_and_loss(State& st, int buf, bool record, int next_step, int64_t t) const {
     if (!active(st)) return;
     const FusedShared<T> sh = shared_of(st);
-    const T* yb = sh.batch_y + (int64_t)buf * B * t_per;
+    const T* yb = sh.batch_y() + (int64_t)buf * B * t_per;
     for (int n = st.lane; n < B; n += Tn) {
-      const T* hn = sh.hidden + n * Hs;
+      const T* hn = sh.hidden() + n * Hs;
       for (int j = 0; j < K; ++j) {
-        auto term = [&](int, int i) { return hn[i] * sh.w1[i * K + j]; };
+        auto term = [&](int, int i) { return hn[i] * sh.w1()[i * K + j]; };
         T sum;
         lane_dot_rows<1>(H, term, &sum);
-        sh.logits[n * K + j] = sh.b1[j] + sum;
+        sh.logits()[n * K + j] = sh.b1()[j] + sum;
       }
       if (a.loss == LossKind::SigmoidCE)
-        sigmoid_ce_grad(ThreadRange{n * K, K}, sh.logits, yb, sh.dlogits, K, B);
+        sigmoid_ce_grad(ThreadRange{n * K, K}, sh.logits(), yb, sh.dlogits(), K, B);
       else
-        softmax_ce_grad(ThreadRange{n, 1}, sh.logits, yb, sh.dlogits, K, B);
+        softmax_ce_grad(ThreadRange{n, 1}, sh.logits(), yb, sh.dlogits(), K, B);
       if (record) {
-        loss_terms(ThreadRange{n, 1}, a.loss, sh.logits, yb, sh.terms, sh.terms + B, K, B);
-        st.loss_sum += static_cast<double>(sh.terms[n]);
-        st.correct_sum += static_cast<double>(sh.terms[B + n]);
+        loss_terms(ThreadRange{n, 1}, a.loss, sh.logits(), yb, sh.terms(), sh.terms() + B, K, B);
+        st.loss_sum += static_cast<double>(sh.terms()[n]);
+        st.correct_sum += static_cast<double>(sh.terms()[B + n]);
       }
     }
     if (next_step >= 0) fetch_batch(st, buf ^ 1, next_step);
-    if (st.lane == Tn - 1) *sh.step_size = static_cast<T>(adam_step_size(a.adam, t));
+    if (st.lane == Tn - 1) *sh.step_size() = static_cast<T>(adam_step_size(a.adam, t));
   }
 
   // Phase C (per unit): gradients over the batch in buffer `buf` (host_shallow_backward's
@@ -388,8 +385,8 @@ FS_UNROLL
   FS_HD void backward_adam(State& st, int buf) const {
     if (!active(st)) return;
     const FusedShared<T> sh = shared_of(st);
-    const T* xb = sh.batch_x + (int64_t)buf * B * d;
-    const AdamStep<T> step(a.adam, *sh.step_size);
+    const T* xb = sh.batch_x() + (int64_t)buf * B * d;
+    const AdamStep<T> step(a.adam, *sh.step_size());
 FS_UNROLL
     for (int u = 0; u < U; ++u) {
       const int i = st.lane + u * Tn;
@@ -398,12 +395,12 @@ FS_UNROLL
 FS_UNROLL
       for (int q = 0; q < NP; ++q) g[q] = T(0);
       for (int n = 0; n < B; ++n) {
-        const T h = sh.hidden[n * Hs + i];
+        const T h = sh.hidden()[n * Hs + i];
         T dh = T(0);
 FS_UNROLL
         for (int j = 0; j < KM; ++j) {
           if (j >= K) continue;
-          const T gz = sh.dlogits[n * K + j];
+          const T gz = sh.dlogits()[n * K + j];
           g[D + 1 + j] += gz * h;
           dh += gz * st.p[u][D + 1 + j];
         }
@@ -418,13 +415,13 @@ FS_UNROLL
         if (param_used(q)) step.apply(g[q], st.p[u][q], st.m[u][q], st.v[u][q]);
 FS_UNROLL
       for (int j = 0; j < KM; ++j)
-        if (j < K) sh.w1[i * K + j] = st.p[u][D + 1 + j];
+        if (j < K) sh.w1()[i * K + j] = st.p[u][D + 1 + j];
     }
     if (st.lane < K) {
       T g = T(0);
-      for (int n = 0; n < B; ++n) g += sh.dlogits[n * K + st.lane];
+      for (int n = 0; n < B; ++n) g += sh.dlogits()[n * K + st.lane];
       step.apply(g, st.b1, st.b1_m, st.b1_v);
-      sh.b1[st.lane] = st.b1;
+      sh.b1()[st.lane] = st.b1;
     }
   }
 
@@ -435,8 +432,8 @@ FS_UNROLL
     const FusedShared<T> sh = shared_of(st);
     double loss = 0.0, correct = 0.0;
     for (int w = 0; w < Tn / kWarpSize; ++w) {
-      loss += sh.partials[2 * w];
-      correct += sh.partials[2 * w + 1];
+      loss += sh.partials()[2 * w];
+      correct += sh.partials()[2 * w + 1];
     }
     const int epoch_no = epoch + 1;
     const int r = epoch_no % a.record_every == 0 ? epoch_no / a.record_every - 1 : a.n_records - 1;
@@ -491,8 +488,8 @@ FS_UNROLL
               [&](int, const State& st, const double* sums) {
                 if (st.lane % kWarpSize == 0) {
                   const FusedShared<T> sh = shared_of(st);
-                  sh.partials[2 * (st.lane / kWarpSize)] = sums[0];
-                  sh.partials[2 * (st.lane / kWarpSize) + 1] = sums[1];
+                  sh.partials()[2 * (st.lane / kWarpSize)] = sums[0];
+                  sh.partials()[2 * (st.lane / kWarpSize) + 1] = sums[1];
                 }
                 if (forward_next) hidden_forward(st, buf ^ 1);
               });
