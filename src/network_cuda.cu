@@ -15,6 +15,7 @@
 #include <algorithm>
 
 #include "falsestruct/cuda/fused_mlp_train.h"
+#include "falsestruct/cuda/point_kernels.h"
 #include "falsestruct/deepfool.h"
 #include "falsestruct/executor.h"
 #include "falsestruct/network.h"
@@ -233,12 +234,16 @@ std::string choose_train(const TrainArgs<T>& a, int S, cudaStream_t stream) {
 template <class T>
 std::string choose_forward(const NetShape& s, const T* theta, int S, const T* X, int64_t xs, int N,
                            T* out, cudaStream_t stream) {
+  if (point_kernels_supported<T>(s, point_shared_bytes_limit()))
+    return point_forward_launch(s, theta, S, X, xs, N, out, stream);
   return generic_forward(s, theta, S, X, xs, N, out, stream);
 }
 
 template <class T>
 std::string choose_logit_input_grads(const NetShape& s, const T* theta, int S, const T* X,
                                      int64_t xs, int N, T* out, cudaStream_t stream) {
+  if (point_kernels_supported<T>(s, point_shared_bytes_limit()))
+    return point_input_grads_launch(s, theta, S, X, xs, N, out, stream);
   return generic_logit_input_grads(s, theta, S, X, xs, N, out, stream);
 }
 
@@ -254,6 +259,8 @@ template <class T>
 std::string choose_deepfool(const NetShape& s, const T* theta, int S, const T* X, int64_t xs, int N,
                             const DeepFoolOptions& o, T* pert, int* iters, int* status,
                             cudaStream_t stream) {
+  if (point_kernels_supported<T>(s, point_shared_bytes_limit()))
+    return point_deepfool_launch(s, theta, S, X, xs, N, o, pert, iters, status, stream);
   return generic_deepfool(s, theta, S, X, xs, N, o, pert, iters, status, stream);
 }
 
