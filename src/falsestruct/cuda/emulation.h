@@ -58,6 +58,31 @@ struct ThreadRange {
   FS_HD FS_INLINE void single(F&& f) const { f(); }
 };
 
+// out[0..N) = p[0..N), with vector loads on the GPU when N values are 8, 16 or 32 bytes (p
+// aligned to that size, at most 16 bytes): one shared-memory instruction instead of N.
+template <int N, class T>
+FS_HD FS_INLINE void load_row(const T* p, T (&out)[N]) {
+#if defined(__CUDA_ARCH__)
+  constexpr int kBytes = N * static_cast<int>(sizeof(T));
+  if constexpr (kBytes == 8 || kBytes == 16 || kBytes == 32) {
+    struct alignas(kBytes < 16 ? kBytes : 16) Chunk { T v[(kBytes < 16 ? kBytes : 16) / sizeof(T)]; };
+    constexpr int kPer = static_cast<int>(sizeof(Chunk) / sizeof(T));
+    FS_UNROLL
+    for (int c = 0; c < N / kPer; ++c) {
+      const Chunk chunk = reinterpret_cast<const Chunk*>(p)[c];
+      FS_UNROLL
+      for (int k = 0; k < kPer; ++k) out[c * kPer + k] = chunk.v[k];
+    }
+  } else {
+    FS_UNROLL
+    for (int k = 0; k < N; ++k) out[k] = p[k];
+  }
+#else
+  FS_UNROLL
+  for (int k = 0; k < N; ++k) out[k] = p[k];
+#endif
+}
+
 #if defined(__CUDACC__)
 template <class State>
 struct DeviceThreads {

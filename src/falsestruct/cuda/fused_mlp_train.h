@@ -333,21 +333,37 @@ FS_UNROLL
     for (int e = st.lane; e < B * t_per; e += Tn) yb[e] = Y[row(e / t_per) * t_per + e % t_per];
   }
 
+  // Inputs of batch row n (buffer xb; zeros beyond d): one vector load when d == D.
+  FS_HD FS_INLINE void x_row(const T* xb, int n, T (&x)[D]) const {
+    if (d == D) {
+      load_row<D>(xb + n * D, x);
+      return;
+    }
+FS_UNROLL
+    for (int k = 0; k < D; ++k) x[k] = k < d ? xb[n * d + k] : T(0);
+  }
+
+  // Activation of the lane's unit u for inputs x: relu(b0 + sum_k x[k] W0[k]).
+  FS_HD FS_INLINE T hidden_unit(const State& st, int u, const T (&x)[D]) const {
+    T sum = T(0);
+FS_UNROLL
+    for (int k = 0; k < D; ++k)
+      if (k < d) sum += x[k] * st.p[u][k];
+    return relu_if(true, st.p[u][D] + sum);
+  }
+
   // Phase A (per unit): hidden activations of the batch in buffer `buf`.
   FS_HD void hidden_forward(const State& st, int buf) const {
     if (!active(st)) return;
     const FusedShared<T> sh = shared_of(st);
     const T* xb = sh.batch_x() + (int64_t)buf * B * d;
+    for (int n = 0; n < B; ++n) {
+      T x[D];
+      x_row(xb, n, x);
 FS_UNROLL
-    for (int u = 0; u < U; ++u) {
-      const int i = st.lane + u * Tn;
-      if (i >= H) continue;
-      for (int n = 0; n < B; ++n) {
-        T sum = T(0);
-FS_UNROLL
-        for (int k = 0; k < D; ++k)
-          if (k < d) sum += xb[n * d + k] * st.p[u][k];
-        sh.hidden()[n * Hs + i] = relu_if(true, st.p[u][D] + sum);
+      for (int u = 0; u < U; ++u) {
+        const int i = st.lane + u * Tn;
+        if (i < H) sh.hidden()[n * Hs + i] = hidden_unit(st, u, x);
       }
     }
   }
@@ -381,38 +397,47 @@ FS_UNROLL
   }
 
   // Phase C (per unit): gradients over the batch in buffer `buf` (host_shallow_backward's
-  // order), Adam on the lane's parameters, W1 and b1 back to shared memory.
+  // order), Adam on the lane's parameters, W1 and b1 back to shared memory. The lane's hidden
+  // activations are recomputed from the inputs it loads anyway (the weights have not changed
+  // since phase A): arithmetic instead of a shared-memory load per sample.
   FS_HD void backward_adam(State& st, int buf) const {
     if (!active(st)) return;
     const FusedShared<T> sh = shared_of(st);
     const T* xb = sh.batch_x() + (int64_t)buf * B * d;
     const AdamStep<T> step(a.adam, *sh.step_size());
+    T g[U][NP];
 FS_UNROLL
-    for (int u = 0; u < U; ++u) {
-      const int i = st.lane + u * Tn;
-      if (i >= H) continue;
-      T g[NP];
+    for (int u = 0; u < U; ++u)
 FS_UNROLL
-      for (int q = 0; q < NP; ++q) g[q] = T(0);
-      for (int n = 0; n < B; ++n) {
-        const T h = sh.hidden()[n * Hs + i];
+      for (int q = 0; q < NP; ++q) g[u][q] = T(0);
+    for (int n = 0; n < B && st.lane < H; ++n) {  // (a lane >= H has no unit)
+      T x[D];
+      x_row(xb, n, x);
+FS_UNROLL
+      for (int u = 0; u < U; ++u) {
+        const T h = hidden_unit(st, u, x);
         T dh = T(0);
 FS_UNROLL
         for (int j = 0; j < KM; ++j) {
           if (j >= K) continue;
           const T gz = sh.dlogits()[n * K + j];
-          g[D + 1 + j] += gz * h;
+          g[u][D + 1 + j] += gz * h;
           dh += gz * st.p[u][D + 1 + j];
         }
         dh = relu_grad_if(true, h, dh);
 FS_UNROLL
         for (int k = 0; k < D; ++k)
-          if (k < d) g[k] += xb[n * d + k] * dh;
-        g[D] += dh;
+          if (k < d) g[u][k] += x[k] * dh;
+        g[u][D] += dh;
       }
+    }
+FS_UNROLL
+    for (int u = 0; u < U; ++u) {
+      const int i = st.lane + u * Tn;
+      if (i >= H) continue;  // (its sums above are of zero weights: unused)
 FS_UNROLL
       for (int q = 0; q < NP; ++q)
-        if (param_used(q)) step.apply(g[q], st.p[u][q], st.m[u][q], st.v[u][q]);
+        if (param_used(q)) step.apply(g[u][q], st.p[u][q], st.m[u][q], st.v[u][q]);
 FS_UNROLL
       for (int j = 0; j < KM; ++j)
         if (j < K) sh.w1()[i * K + j] = st.p[u][D + 1 + j];
