@@ -3,7 +3,8 @@
 // buffer (shared memory, poisoned with NaN before staging) and then every thread's points
 // run one after the other with the thread's own scratch slice. Bound as
 // _native.cuda_emulation.point_forward / point_input_grads / point_deepfool, with the
-// arguments and contracts of _native.net_forward / net_logit_input_grads / net_deepfool.
+// arguments and contracts of _native.net_forward / net_logit_input_grads / net_deepfool, and
+// point_flipping_scale (the baselines' search of attacks/baselines.py).
 #include <pybind11/pybind11.h>
 
 #include <cmath>
@@ -130,6 +131,32 @@ void deepfool_impl(const fs::NetShape& s, py::handle theta, py::handle X, py::ha
   });
 }
 
+template <class T>
+void flipping_scale_impl(const fs::NetShape& s, py::handle theta, py::handle X, py::handle directions,
+                         double rtol, int64_t max_doublings, py::handle r_out, py::handle status,
+                         py::handle evals, const EmulatedDevice& dev) {
+  if (!(std::isfinite(rtol) && rtol > 0 && rtol < 1))
+    throw py::value_error("rtol: must be in (0, 1), got " + fs_py::float_str(rtol));
+  const int doublings = fs_py::int_option(max_doublings, "max_doublings", 0, fs::kMaxIntCount);
+  const int S = fs_py::leading_dim(theta, "theta");
+  const T* th = checked_data<T>(theta, "theta", {-1, s.n_params}, false);
+  int64_t xs;
+  int N;
+  const T* x = fs_py::data_array<T>(X, "X", S, s.width[0], &xs, &N);
+  const double* dir = checked_data<double>(directions, "directions", {S, N, s.width[0]}, false);
+  T* r = checked_data<T>(r_out, "perturbation_out", {S, N, s.width[0]}, true);
+  int* st = checked_data<int>(status, "status_out", {S, N}, true);
+  int* ev = checked_data<int>(evals, "evaluations_out", {S, N}, true);
+  fs_py::check_outputs_disjoint({{"perturbation_out", r_out}, {"status_out", status}, {"evaluations_out", evals},
+                                 {"theta", theta}, {"X", X}, {"directions", directions}}, 3);
+  require_supported<T>(s, dev);
+  fc::with_point_path(s, [&](auto path) {
+    constexpr int D = decltype(path)::value;
+    const fc::PointFlippingScaleOp<T, D> op{s, x, xs, N, dir, rtol, doublings, r, st, ev};
+    emulate_point_kernel(s, th, S, N, op, fc::point_scratch_scalars(s, true), 0, dev);
+  });
+}
+
 // The default shared memory per block: an H100/H200's opt-in limit (227 KiB).
 constexpr int64_t kDefaultSharedBytes = 232448;
 
@@ -183,4 +210,24 @@ void register_point_kernels_emulation(py::module_& m) {
       py::arg("sm_count") = 2, py::arg("shared_bytes") = kDefaultSharedBytes,
       "The per-point DeepFool kernel on the CPU: the contract of _native.net_deepfool (no progress, "
       "not interruptible)." FS_EMULATED_DEVICE_DOC);
+  m.def(
+      "point_flipping_scale",
+      [](py::handle spec, py::handle theta, py::handle X, py::handle directions, double rtol,
+         int64_t max_doublings, py::handle pert, py::handle status, py::handle evals,
+         int64_t threads_per_block, int64_t sm_count, int64_t shared_bytes) {
+        const auto s = fs_py::shape_from(spec);
+        const auto dev = device_from(threads_per_block, sm_count, shared_bytes);
+        if (fs_py::is_float64(theta, "theta"))
+          flipping_scale_impl<double>(s, theta, X, directions, rtol, max_doublings, pert, status, evals, dev);
+        else
+          flipping_scale_impl<float>(s, theta, X, directions, rtol, max_doublings, pert, status, evals, dev);
+      },
+      py::arg("spec"), py::arg("theta"), py::arg("X"), py::arg("directions"), py::arg("rtol"),
+      py::arg("max_doublings"), py::arg("perturbation_out"), py::arg("status_out"),
+      py::arg("evaluations_out"), py::arg("threads_per_block") = 128, py::arg("sm_count") = 2,
+      py::arg("shared_bytes") = kDefaultSharedBytes,
+      "The baselines' search (falsestruct_fast.attacks.baselines.smallest_flipping_scale) per point "
+      "on the CPU: X (N, d) or (S, N, d) T, directions (S, N, d) float64, rtol in (0, 1), "
+      "max_doublings >= 0; writes perturbation (S, N, d) T, status and evaluations (S, N) int32."
+      FS_EMULATED_DEVICE_DOC);
 }

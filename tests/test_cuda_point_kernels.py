@@ -196,3 +196,34 @@ def test_networks_the_point_kernels_do_not_take_and_bad_arguments():
     with pytest.raises(ValueError, match=r"^iterations_out: shares memory with status_out"):
         it = np.empty((1, 4), np.int32)
         em.point_deepfool(net.spec, theta, X, np.empty((1, 4, 2)), it, it, 0.02, 5, False, 1, False)
+
+
+@pytest.mark.parametrize("name", ["exp1 2-104-1", "5 inputs (scratch path)", "softmax, three hidden"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_flipping_scale_search_equals_the_baselines_search(name, dtype):
+    from falsestruct_fast.attacks.baselines import smallest_flipping_scale
+    widths, loss = NETS[name]
+    net = fs.MLP(widths, loss=loss)
+    params = fs.init(net, seeds=range(2), dtype=dtype)
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((25, widths[0])).astype(dtype)
+    X[3, 0] = np.nan
+    dirs = rng.standard_normal((2, 25, widths[0]))
+    dirs[:, 5] = 0.0   # ZERO_GRADIENT
+    dirs[1, 6] *= 1e-30  # past max_doublings = 30 below: MAX_ITER
+    for max_doublings in (48, 30):
+        ref = smallest_flipping_scale(net, params, X, dirs, rtol=1e-3, max_doublings=max_doublings)
+        r = np.full((2, 25, widths[0]), -7.0, dtype)
+        status = np.full((2, 25), -7, np.int32)
+        evals = np.full((2, 25), -7, np.int32)
+        em.point_flipping_scale(net.spec, params.flat, X, dirs, 1e-3, max_doublings, r, status, evals,
+                                threads_per_block=7, sm_count=1)
+        np.testing.assert_array_equal(status, ref[1])
+        np.testing.assert_array_equal(evals, ref[2])
+        np.testing.assert_allclose(r, ref[0], rtol=1e-12, atol=0)  # NaN where the search has NaN
+    assert {int(v) for v in status.ravel()} >= {fs.AttackStatus.FLIPPED, fs.AttackStatus.MAX_ITER,
+                                                 fs.AttackStatus.ZERO_GRADIENT, fs.AttackStatus.NON_FINITE}
+    with pytest.raises(ValueError, match=r"^rtol: must be in \(0, 1\), got 0.0"):
+        em.point_flipping_scale(net.spec, params.flat, X, dirs, 0.0, 4, r, status, evals)
+    with pytest.raises(TypeError, match=r"^directions: expected dtype float64"):
+        em.point_flipping_scale(net.spec, params.flat, X, dirs.astype(np.float32), 1e-3, 4, r, status, evals)

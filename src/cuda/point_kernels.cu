@@ -119,13 +119,29 @@ std::string point_deepfool_launch(const NetShape& s, const T* theta, int S, cons
   return err;
 }
 
+template <class T>
+std::string point_flipping_scale_launch(const NetShape& s, const T* theta, int S, const T* X,
+                                        int64_t x_net_stride, int N, const double* directions,
+                                        double rtol, int max_doublings, T* r, int* status, int* evals,
+                                        void* stream) {
+  std::string err;
+  with_point_path(s, [&](auto path) {
+    constexpr int D = decltype(path)::value;
+    const PointFlippingScaleOp<T, D> op{s, X, x_net_stride, N, directions, rtol, max_doublings, r, status, evals};
+    err = launch(s, theta, S, N, op, point_scratch_scalars(s, true), 0, stream);
+  });
+  return err;
+}
+
 #define FS_POINT_INSTANTIATE(T)                                                                    \
   template std::string point_forward_launch<T>(const NetShape&, const T*, int, const T*, int64_t, int, \
                                                T*, void*);                                         \
   template std::string point_input_grads_launch<T>(const NetShape&, const T*, int, const T*, int64_t, \
                                                    int, T*, void*);                                \
   template std::string point_deepfool_launch<T>(const NetShape&, const T*, int, const T*, int64_t, int, \
-                                                const DeepFoolOptions&, T*, int*, int*, void*);
+                                                const DeepFoolOptions&, T*, int*, int*, void*);     \
+  template std::string point_flipping_scale_launch<T>(const NetShape&, const T*, int, const T*, int64_t, \
+                                                      int, const double*, double, int, T*, int*, int*, void*);
 FS_POINT_INSTANTIATE(float)
 FS_POINT_INSTANTIATE(double)
 #undef FS_POINT_INSTANTIATE

@@ -3,8 +3,9 @@
 // at the same address: broadcasts), and a point's state stays in the thread (registers for
 // Experiment I's shallow binary nets, else a private slice of a scratch buffer). There is no
 // barrier inside a point's loop, so DeepFool points that need more steps do not hold back the
-// others. Forward (logits), input gradients of every logit and DeepFool (the contract of
-// deepfool.h's deepfool_rows, decided per point) are written here once, for the CUDA kernels
+// others. Forward (logits), input gradients of every logit, DeepFool (the contract of
+// deepfool.h's deepfool_rows, decided per point) and the baselines' flipping-scale search are
+// written here once, for the CUDA kernels
 // (src/cuda/point_kernels.cu) and for their CPU emulation (cpp/emulate_point_kernels.cpp),
 // which runs the same block/thread mapping (PointGrid) and shared-memory staging.
 //
@@ -346,7 +347,79 @@ FS_HD FS_INLINE void deepfool_point(Model& net, int d, int K, const PointDeepFoo
   *status_out = status;
 }
 
-// ---- the three operations, per point ----------------------------------------------------
+// ---- the baselines' flipping-scale search for one point ----------------------------------
+constexpr int kFlipMaxBisections = 200;
+
+// ||v||_2 of n float64 values; measured again scaled by the largest entry when the squares
+// overflow (as falsestruct_fast.attacks.result.norms).
+template <class V>
+FS_HD FS_INLINE double norm2_rescaled(const V* v, int n) {
+  double sum = 0;
+  for (int i = 0; i < n; ++i) sum += double(v[i]) * double(v[i]);
+  double nrm = sqrt(sum);
+  if (isinf(nrm)) {
+    double big = 0;
+    for (int i = 0; i < n; ++i) big = fmax(big, fabs(double(v[i])));
+    if (isfinite(big)) {
+      sum = 0;
+      for (int i = 0; i < n; ++i) sum += (double(v[i]) / big) * (double(v[i]) / big);
+      nrm = big * sqrt(sum);
+    }
+  }
+  return nrm;
+}
+
+// The search of falsestruct_fast.attacks.baselines.smallest_flipping_scale for x0 (d) along
+// dir (d, float64): doubling alpha from 1e-6 max(||x0||, 1) at most max_doublings times, then
+// bisection to relative width rtol (at most kFlipMaxBisections steps), the returned scale
+// checked once more. Writes r (d) = alpha * dir rounded to T (NaN: kAttackNonFinite), *evals
+// (forward evaluations) and returns the status. x: a thread-private vector of d.
+template <class Model, class T>
+FS_HD FS_INLINE int flipping_scale_point(Model& net, int d, int K, const T* x0, const double* dir,
+                                         double rtol, int max_doublings, T* r, int* evals, T* x) {
+  for (int i = 0; i < d; ++i) x[i] = x0[i];
+  const T* z0 = net.eval(x, false);
+  bool finite = true;
+  for (int k = 0; k < K; ++k) finite = finite && is_finite(z0[k]);
+  const int label0 = predicted_label(z0, K);
+  for (int i = 0; i < d; ++i) finite = finite && is_finite(x0[i]) && isfinite(dir[i]);
+  *evals = 0;
+  if (!finite || norm2_rescaled(dir, d) == 0) {
+    for (int i = 0; i < d; ++i) r[i] = finite ? T(0) : T(NAN);
+    return finite ? kAttackZeroGradient : kAttackNonFinite;
+  }
+  auto flips_at = [&](double alpha) {
+    for (int i = 0; i < d; ++i) {
+      r[i] = static_cast<T>(alpha * dir[i]);
+      x[i] = x0[i] + r[i];
+    }
+    return predicted_label(net.eval(x, false), K) != label0;
+  };
+  int n_evals = 0;
+  const double norm_x = norm2_rescaled(x0, d);
+  double lo = 0, hi = 1e-6 * (norm_x > 1 ? norm_x : 1.0);
+  bool found = false;
+  for (int q = 0; q < max_doublings && !found; ++q) {
+    ++n_evals;
+    found = flips_at(hi);
+    if (!found) {
+      lo = hi;
+      hi = 2 * hi;
+    }
+  }
+  for (int q = 0; found && q < kFlipMaxBisections && hi - lo > rtol * hi; ++q) {
+    const double mid = 0.5 * lo + 0.5 * hi;  // lo + hi may overflow
+    ++n_evals;
+    if (flips_at(mid)) hi = mid;
+    else lo = mid;
+  }
+  *evals = n_evals;
+  // A rounding of alpha * dir could land back on the boundary: then reported as not flipped.
+  const bool flipped = flips_at(found ? hi : 0.0);
+  return found && flipped ? kAttackFlipped : kAttackMaxIter;
+}
+
+// ---- the operations, per point ----------------------------------------------------------
 // Each op is called as op(w, net, n, scratch, int_scratch) by a thread for its point n of
 // network net, with w the network's weights in shared memory and the thread's private
 // scratch. D > 0: the register path for a shallow binary MLP with D inputs; D = 0: MlpPoint.
@@ -427,6 +500,36 @@ struct PointDeepFoolOp {
   }
 };
 
+template <class T, int D>
+struct PointFlippingScaleOp {
+  NetShape s;
+  const T* X;
+  int64_t x_net_stride;
+  int N;
+  const double* directions;  // (S, N, d)
+  double rtol;
+  int max_doublings;
+  T* r;  // (S, N, d)
+  int* status;
+  int* evals;
+  FS_HD FS_INLINE void operator()(const T* w, int net, int n, T* scratch, int*) const {
+    const int d = s.width[0];
+    const int64_t row = (int64_t)net * N + n;
+    const T* x0 = X + x_net_stride * net + (int64_t)n * d;
+    if constexpr (D > 0) {
+      T x0r[D], x[D];
+      for (int i = 0; i < D; ++i) x0r[i] = x0[i];
+      ShallowBinaryPoint<T, D> m{w, s.width[1]};
+      status[row] = flipping_scale_point(m, D, 1, x0r, directions + row * D, rtol, max_doublings,
+                                         r + row * D, evals + row, x);
+    } else {
+      MlpPoint<T> m(s, w, scratch);
+      status[row] = flipping_scale_point(m, d, s.n_logits(), x0, directions + row * d, rtol, max_doublings,
+                                         r + row * d, evals + row, scratch + point_scratch_scalars(s, false));
+    }
+  }
+};
+
 // Calls body(std::integral_constant-like tag) with the register width of `s` (1 ..
 // kPointRegisterInputs) or 0, as a compile-time value: body(PointPath<D>{}).
 template <int D>
@@ -461,6 +564,13 @@ std::string point_forward_launch(const NetShape& s, const T* theta, int S, const
 template <class T>
 std::string point_input_grads_launch(const NetShape& s, const T* theta, int S, const T* X,
                                      int64_t x_net_stride, int N, T* out, void* stream);
+// The baselines' search (flipping_scale_point) of every point of X along directions
+// (S, N, d) float64: r (S, N, d) T, status and evals (S, N) int32.
+template <class T>
+std::string point_flipping_scale_launch(const NetShape& s, const T* theta, int S, const T* X,
+                                        int64_t x_net_stride, int N, const double* directions,
+                                        double rtol, int max_doublings, T* r, int* status, int* evals,
+                                        void* stream);
 template <class T>
 std::string point_deepfool_launch(const NetShape& s, const T* theta, int S, const T* X,
                                   int64_t x_net_stride, int N, const DeepFoolOptions& o, T* pert,
