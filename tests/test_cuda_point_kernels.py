@@ -156,12 +156,14 @@ def test_statuses_zero_gradient_nan_and_max_iter(name):
     theta[1, :first_kernel] = 0.0  # network 1: constant output, zero input gradient
     X[3, 0] = np.nan
     X[4, -1] = np.inf
+    X[6] = 1e300  # huge but finite: steps of ~1e300
     pert, iters, status = got = _deepfool(em.point_deepfool, net, theta, X)
     ref = _deepfool(_native.net_deepfool, net, theta, X)
     for a, b in zip(got, ref):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)  # NaN where the CPU has NaN
     assert np.all(status[:, 3:5] == fs.AttackStatus.NON_FINITE) and np.isnan(pert[:, 3:5]).all()
-    rest = [n for n in range(12) if n not in (3, 4)]
+    assert np.isfinite(pert[:, 6]).all()
+    rest = [n for n in range(12) if n not in (3, 4, 6)]
     assert np.all(status[1, rest] == fs.AttackStatus.ZERO_GRADIENT)
     assert np.all(pert[1, rest] == 0) and np.all(iters[1, rest] == 0)
     # max_iter = 0: every finite point stops at once; max_iter = 1: the points needing more
