@@ -8,8 +8,17 @@ namespace fs {
 namespace cuda {
 namespace {
 
+// Blocks of kFusedMaxThreads threads per SM that the register allocation must allow (ptxas
+// otherwise takes more registers than the kernel needs): Experiment I's tile in 85 (float32)
+// and 128 (float64) registers, the larger tiles in 128 (float32) and 255 (float64), all
+// without spilling.
 template <class Tile, class T>
-__global__ void __launch_bounds__(kFusedMaxThreads)
+constexpr int fused_min_blocks() {
+  return sizeof(T) == 4 ? (Tile::kParams <= 4 ? 3 : 2) : (Tile::kParams <= 4 ? 2 : 1);
+}
+
+template <class Tile, class T>
+__global__ void __launch_bounds__(kFusedMaxThreads, (fused_min_blocks<Tile, T>()))
     fused_mlp_train_kernel(const __grid_constant__ FusedMlpRun<T> run) {
   extern __shared__ __align__(16) unsigned char fused_shared[];
   using Block = FusedMlpBlock<Tile, T>;

@@ -14,13 +14,15 @@
 // activations of the batch (B x H, row stride odd: no bank conflicts), logits and their
 // gradient (B x K), two batch buffers (x and targets, double-buffered), the epoch's order.
 // One step is two phases (two barriers):
-//   B  lanes over samples n: logits z[n] = b1 + h[n] . W1 (lane_dot_rows, the CPU's order),
+//   B  lanes over samples n: logits z[n] = b1 + h[n] . W1 (lane_dot_rows, the CPU's order;
+//      with one logit phase A stores h[n][i] W1[i], so a term is one shared load),
 //      loss gradient and (recorded epochs) loss terms (losses.h); the next batch is fetched
 //      into the other buffer; one lane computes the step's Adam step size.
 //   C  lanes over hidden units: the fused backward of host_shallow_backward.h over the batch
-//      (dW1, dh, dW0, db0 in registers), Adam on the lane's parameters, W1 back to shared
-//      memory; then, without a barrier (it reads only the lane's own column and the batch
-//      fetched before the last barrier), the next step's forward A: h[n][i] = relu(b0 + x.W0).
+//      (dW1, dh, dW0, db0 in registers; the lane's activations recomputed from the inputs, one
+//      vector load per sample), Adam on the lane's parameters, W1 back to shared memory; then,
+//      without a barrier (it writes only the lane's own column and reads the batch fetched
+//      before the last barrier), the next step's forward A: h[n][i] = relu(b0 + x.W0).
 // An epoch of a shuffle mode adds four phases (Philox draws by all lanes, Fisher-Yates by one,
 // the first batch, its forward); recorded epochs sum each lane's loss terms with a warp
 // butterfly and the warps' partial sums in order. Launches may cover a range of epochs of one
@@ -352,7 +354,8 @@ FS_UNROLL
     return relu_if(true, st.p[u][D] + sum);
   }
 
-  // Phase A (per unit): hidden activations of the batch in buffer `buf`.
+  // Phase A (per unit): hidden activations of the batch in buffer `buf` (times W1[i] for one
+  // logit).
   FS_HD void hidden_forward(const State& st, int buf) const {
     if (!active(st)) return;
     const FusedShared<T> sh = shared_of(st);
@@ -363,12 +366,14 @@ FS_UNROLL
 FS_UNROLL
       for (int u = 0; u < U; ++u) {
         const int i = st.lane + u * Tn;
-        if (i < H) sh.hidden()[n * Hs + i] = hidden_unit(st, u, x);
+        // One logit: the product with W1[i] (phase B's dot is then one load per term).
+        if (i < H) sh.hidden()[n * Hs + i] = K == 1 ? hidden_unit(st, u, x) * st.p[u][D + 1]
+                                                    : hidden_unit(st, u, x);
       }
     }
   }
 
-  // Phase B (per sample): logits, their loss gradient and (record) loss terms; then the fetch
+  // Phase B (per sample): logits (lane_dot_rows over the hidden units), their loss gradient and (record) loss terms; then the fetch
   // of batch `next_step` (< 0: none) into the other buffer and this step's Adam step size.
   FS_HD void logits_and_loss(State& st, int buf, bool record, int next_step, int64_t t) const {
     if (!active(st)) return;
@@ -377,7 +382,7 @@ FS_UNROLL
     for (int n = st.lane; n < B; n += Tn) {
       const T* hn = sh.hidden() + n * Hs;
       for (int j = 0; j < K; ++j) {
-        auto term = [&](int, int i) { return hn[i] * sh.w1()[i * K + j]; };
+        auto term = [&](int, int i) { return K == 1 ? hn[i] : hn[i] * sh.w1()[i * K + j]; };
         T sum;
         lane_dot_rows<1>(H, term, &sum);
         sh.logits()[n * K + j] = sh.b1()[j] + sum;
