@@ -5,9 +5,9 @@
 // barrier inside a point's loop, so DeepFool points that need more steps do not hold back the
 // others. Forward (logits), input gradients of every logit, DeepFool (the contract of
 // deepfool.h's deepfool_rows, decided per point) and the baselines' flipping-scale search are
-// written here once, for the CUDA kernels
-// (src/cuda/point_kernels.cu) and for their CPU emulation (cpp/emulate_point_kernels.cpp),
-// which runs the same block/thread mapping (PointGrid) and shared-memory staging.
+// written here once, for the CUDA kernels (src/cuda/point_kernels.cu) and for their CPU
+// emulation (cpp/emulate_point_kernels.cpp), which runs the same block/thread mapping
+// (PointGrid) and shared-memory staging.
 //
 // Sums run in a different order than the CPU engine's lane sums: results agree to rounding.
 #pragma once
@@ -530,8 +530,8 @@ struct PointFlippingScaleOp {
   }
 };
 
-// Calls body(std::integral_constant-like tag) with the register width of `s` (1 ..
-// kPointRegisterInputs) or 0, as a compile-time value: body(PointPath<D>{}).
+// Calls body(PointPath<D>{}) with D the register width of `s` (1 .. kPointRegisterInputs)
+// or 0 (scratch path), so that the ops are instantiated with D known at compile time.
 template <int D>
 struct PointPath {
   static constexpr int value = D;
