@@ -7,6 +7,7 @@
 // point_flipping_scale (the baselines' search of attacks/baselines.py).
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
