@@ -15,6 +15,7 @@
 #include <algorithm>
 
 #include "falsestruct/cuda/fused_mlp_train.h"
+#include "falsestruct/cuda/layer_kernels.h"
 #include "falsestruct/cuda/point_kernels.h"
 #include "falsestruct/deepfool.h"
 #include "falsestruct/executor.h"
@@ -226,6 +227,8 @@ std::string generic_deepfool(const NetShape& s, const T* theta, int S, const T* 
 
 template <class T>
 std::string choose_train(const TrainArgs<T>& a, int S, cudaStream_t stream) {
+  if (layerwise::layerwise_supported(a.shape))  // CNNs: each network's step over many blocks
+    return layerwise::layerwise_train_launch(a, S, a.epoch_begin, a.epoch_end < 0 ? a.epochs : a.epoch_end, stream);
   if (fused_mlp_train_supported(a))  // one-hidden-layer MLPs: the whole run on chip
     return fused_mlp_train_launch(a, S, stream);
   return generic_train(a, S, stream);
@@ -234,6 +237,8 @@ std::string choose_train(const TrainArgs<T>& a, int S, cudaStream_t stream) {
 template <class T>
 std::string choose_forward(const NetShape& s, const T* theta, int S, const T* X, int64_t xs, int N,
                            T* out, cudaStream_t stream) {
+  if (layerwise::layerwise_supported(s))  // CNNs: each layer over many blocks
+    return layerwise::layerwise_forward_launch(s, theta, S, X, xs, N, out, stream);
   if (point_kernels_supported<T>(s, point_shared_bytes_limit()))
     return point_forward_launch(s, theta, S, X, xs, N, out, stream);
   return generic_forward(s, theta, S, X, xs, N, out, stream);

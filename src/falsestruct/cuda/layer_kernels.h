@@ -191,13 +191,28 @@ struct GemmReduce {
 // batch arrays of the per-network workspace, P for parameters. Rows m of activations are
 // (sample, pixel) pairs in NHWC order, so a layer's output is C[m][channel] in place.
 
-// Pixel (image, h, w) of row m of a B x H x W activation.
+// Pixel (image, h, w) of row m of a B x H x W activation. m < B H W <= 2^31 - 1 (a batch's
+// activation is within the 32-bit limits, net_shape.h), so the divisions are 32-bit unsigned:
+// 64-bit divisions cost the products' operand loads several times more instructions and
+// registers. Addresses are still formed in 64 bits.
 struct Pixel {
   int64_t image;
   int h, w;
 };
 FS_HD FS_INLINE Pixel pixel_of(int64_t m, int H, int W) {
-  return Pixel{m / ((int64_t)H * W), static_cast<int>((m / W) % H), static_cast<int>(m % W)};
+  const uint32_t r = static_cast<uint32_t>(m), row = r / static_cast<uint32_t>(W);
+  return Pixel{static_cast<int64_t>(row / static_cast<uint32_t>(H)), static_cast<int>(row % static_cast<uint32_t>(H)),
+               static_cast<int>(r - row * static_cast<uint32_t>(W))};
+}
+
+// (q / n, q % n) of a reduction or channel index q < 2^31 (a layer's kernel has at most
+// 2^31 - 1 weights), in 32-bit unsigned arithmetic as above.
+struct QuotRem {
+  int q, r;
+};
+FS_HD FS_INLINE QuotRem quot_rem(int64_t q, int n) {
+  const uint32_t a = static_cast<uint32_t>(q), b = static_cast<uint32_t>(n), d = a / b;
+  return QuotRem{static_cast<int>(d), static_cast<int>(a - d * b)};
 }
 
 // y = act(b + conv(x, K)): M = B H W output pixels, N = Cout, k = (tap, ci) = the HWIO row.
@@ -212,8 +227,8 @@ struct ConvForward {
   bool relu;
   FS_HD T a(int net, int64_t m, int64_t k) const {
     const Pixel px = pixel_of(m, g.H, g.W);
-    const int tap = static_cast<int>(k / g.Cin), ci = static_cast<int>(k % g.Cin);
-    const int ih = px.h + tap / g.k - g.pad(), iw = px.w + tap % g.k - g.pad();
+    const QuotRem tap_ci = quot_rem(k, g.Cin), kh_kw = quot_rem(tap_ci.q, g.k);
+    const int ci = tap_ci.r, ih = px.h + kh_kw.q - g.pad(), iw = px.w + kh_kw.r - g.pad();
     if (ih < 0 || ih >= g.H || iw < 0 || iw >= g.W) return T(0);
     return x[ws * net + ((px.image * g.H + ih) * g.W + iw) * g.Cin + ci];
   }
@@ -237,14 +252,14 @@ struct ConvInputGrad {
   bool relu_input;
   FS_HD T a(int net, int64_t m, int64_t k) const {
     const Pixel px = pixel_of(m, g.H, g.W);
-    const int tap = static_cast<int>(k / g.Cout), co = static_cast<int>(k % g.Cout);
-    const int oh = px.h - tap / g.k + g.pad(), ow = px.w - tap % g.k + g.pad();
+    const QuotRem tap_co = quot_rem(k, g.Cout), kh_kw = quot_rem(tap_co.q, g.k);
+    const int co = tap_co.r, oh = px.h - kh_kw.q + g.pad(), ow = px.w - kh_kw.r + g.pad();
     if (oh < 0 || oh >= g.H || ow < 0 || ow >= g.W) return T(0);
     return dy[ws * net + ((px.image * g.H + oh) * g.W + ow) * g.Cout + co];
   }
   FS_HD T b(int net, int64_t k, int64_t n) const {
-    const int64_t tap = k / g.Cout, co = k % g.Cout;
-    return theta[P * net + w_off + (tap * g.Cin + n) * g.Cout + co];
+    const QuotRem tap_co = quot_rem(k, g.Cout);
+    return theta[P * net + w_off + ((int64_t)tap_co.q * g.Cin + n) * g.Cout + tap_co.r];
   }
   FS_HD void store(int net, int64_t m, int64_t n, T s) const {
     const int64_t e = ws * net + m * g.Cin + n;
@@ -266,9 +281,9 @@ struct ConvParamGrad {
   FS_HD T a(int net, int64_t m, int64_t k) const {
     const int64_t taps_cin = (int64_t)g.k * g.k * g.Cin;
     if (m == taps_cin) return T(1);
-    const int tap = static_cast<int>(m / g.Cin), ci = static_cast<int>(m % g.Cin);
+    const QuotRem tap_ci = quot_rem(m, g.Cin), kh_kw = quot_rem(tap_ci.q, g.k);
     const Pixel px = pixel_of(k, g.H, g.W);
-    const int ih = px.h + tap / g.k - g.pad(), iw = px.w + tap % g.k - g.pad();
+    const int ci = tap_ci.r, ih = px.h + kh_kw.q - g.pad(), iw = px.w + kh_kw.r - g.pad();
     if (ih < 0 || ih >= g.H || iw < 0 || iw >= g.W) return T(0);
     return x[ws * net + ((px.image * g.H + ih) * g.W + iw) * g.Cin + ci];
   }
