@@ -25,7 +25,9 @@
 namespace py = pybind11;
 // cpp/cuda_emulation_module.cpp: the CUDA kernels' logic run on the CPU (tests).
 void register_cuda_emulation(py::module_& m);
+using fs_py::check_representable;
 using fs_py::checked_data;
+using fs_py::deepfool_options_from;
 using fs_py::data_array;
 using fs_py::is_float64;
 using fs_py::shape_from;
@@ -101,37 +103,6 @@ double progress_seconds_from(double progress_seconds) {
   if (!(std::isfinite(progress_seconds) && progress_seconds > 0))
     throw py::value_error("progress_seconds: must be finite and > 0, got " + fs_py::float_str(progress_seconds));
   return progress_seconds;
-}
-
-// DeepFool's options, checked: overshoot finite >= 0, max_iter in [0, 2^31 - 1], candidates in
-// [1, K - 1] for K > 1 logits, clip (lo, hi) finite with lo < hi.
-fs::DeepFoolOptions deepfool_options_from(const fs::NetShape& s, double overshoot, int64_t max_iter,
-                                          bool linf, int64_t candidates, bool foolbox,
-                                          const py::object& clip) {
-  fs::DeepFoolOptions o;
-  o.overshoot = fs_py::finite_option(overshoot, "overshoot");
-  if (!(o.overshoot >= 0)) throw py::value_error("overshoot: must be >= 0, got " + fs_py::float_str(overshoot));
-  o.max_iter = fs_py::int_option(max_iter, "max_iter", 0, fs::kMaxIntCount);
-  o.linf = linf;
-  o.foolbox = foolbox;
-  const int K = s.n_logits();
-  o.candidates = K > 1 ? fs_py::int_option(candidates, "candidates", 1, K - 1) : 1;
-  if (!clip.is_none()) {
-    const auto box = fs_py::float_sequence(clip, 2, "two", "clip", "(lo, hi)");
-    o.clip = true;
-    o.lo = fs_py::finite_option(box[0], "clip lo");
-    o.hi = fs_py::finite_option(box[1], "clip hi");
-    if (!(o.lo < o.hi)) throw py::value_error("clip: expected lo < hi");
-  }
-  return o;
-}
-
-// A double option the kernels round to T (float32 may overflow to inf).
-template <class T>
-void check_representable(double v, const char* name) {
-  if (!std::isfinite(static_cast<T>(v)))
-    throw py::value_error(std::string(name) + ": " + fs_py::float_str(v) + " overflows " +
-                          std::string(py::str(py::dtype::of<T>())));
 }
 
 template <class T>

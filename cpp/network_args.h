@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "array_checks.h"
+#include "falsestruct/deepfool.h"
 #include "falsestruct/network.h"
 
 namespace fs_py {
@@ -158,6 +159,37 @@ const T* data_array(py::handle obj, const char* name, int S, int cols, int64_t* 
   *N = a.ndim() == 3 ? int_count(a.shape(1), name, "rows") : 0;
   *net_stride = static_cast<int64_t>(*N) * cols;
   return checked_data<T>(a, name, {S, -1, cols}, false);
+}
+
+// DeepFool's options, checked: overshoot finite >= 0, max_iter in [0, 2^31 - 1], candidates in
+// [1, K - 1] for K > 1 logits, clip (lo, hi) finite with lo < hi.
+inline fs::DeepFoolOptions deepfool_options_from(const fs::NetShape& s, double overshoot, int64_t max_iter,
+                                          bool linf, int64_t candidates, bool foolbox,
+                                          const py::object& clip) {
+  fs::DeepFoolOptions o;
+  o.overshoot = finite_option(overshoot, "overshoot");
+  if (!(o.overshoot >= 0)) throw py::value_error("overshoot: must be >= 0, got " + float_str(overshoot));
+  o.max_iter = int_option(max_iter, "max_iter", 0, fs::kMaxIntCount);
+  o.linf = linf;
+  o.foolbox = foolbox;
+  const int K = s.n_logits();
+  o.candidates = K > 1 ? int_option(candidates, "candidates", 1, K - 1) : 1;
+  if (!clip.is_none()) {
+    const auto box = float_sequence(clip, 2, "two", "clip", "(lo, hi)");
+    o.clip = true;
+    o.lo = finite_option(box[0], "clip lo");
+    o.hi = finite_option(box[1], "clip hi");
+    if (!(o.lo < o.hi)) throw py::value_error("clip: expected lo < hi");
+  }
+  return o;
+}
+
+// A double option the kernels round to T (float32 may overflow to inf).
+template <class T>
+void check_representable(double v, const char* name) {
+  if (!std::isfinite(static_cast<T>(v)))
+    throw py::value_error(std::string(name) + ": " + float_str(v) + " overflows " +
+                          std::string(py::str(py::dtype::of<T>())));
 }
 
 template <class T>

@@ -71,15 +71,18 @@ def option(value, name: str, allowed) -> str:
 
 
 def finite(a: np.ndarray, name: str) -> None:
+    """ValueError naming `a` and its first NaN/inf. CuPy arrays are checked on the GPU (NumPy's
+    functions dispatch to CuPy's; one small synchronisation)."""
     if a.size and not np.isfinite(a).all():
         bad = np.argwhere(~np.isfinite(a))[0]
         raise ValueError(f"{name}: contains NaN or inf (first at index {tuple(int(i) for i in bad)})")
 
 
-def float_array(x, name: str, dtype: np.dtype, check_finite: bool = True) -> np.ndarray:
+def float_array(x, name: str, dtype: np.dtype, check_finite: bool = True, xp=np) -> np.ndarray:
     """A C-contiguous array of exactly `dtype` (copying only when needed), finite unless
-    check_finite is False."""
-    if isinstance(x, np.ndarray):
+    check_finite is False. xp: the array module of the result (numpy, or cupy for the CUDA
+    engine: `x` is then already a CuPy array, or host data copied to the GPU here)."""
+    if isinstance(x, (np.ndarray, xp.ndarray)):
         if x.dtype.kind not in "iuf":
             raise TypeError(f"{name}: must be a float array, got dtype {x.dtype}")
         if x.dtype != dtype:
@@ -94,7 +97,7 @@ def float_array(x, name: str, dtype: np.dtype, check_finite: bool = True) -> np.
             x = np.asarray(x, dtype=dtype)
         except (TypeError, ValueError) as exc:
             raise TypeError(f"{name}: cannot be converted to a {dtype} array ({exc})") from None
-    x = np.ascontiguousarray(x)
+    x = xp.ascontiguousarray(xp.asarray(x))
     if check_finite:
         finite(x, name)
     return x

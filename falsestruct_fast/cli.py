@@ -97,6 +97,11 @@ def _check_engine(engine: str) -> None:
         raise CommandError(f"--engine cuda: no usable CUDA device ({exc}); use --engine native") from None
     if devices < 1:
         raise CommandError("--engine cuda: no CUDA device is visible; use --engine native")
+    try:
+        from .device_arrays import cupy
+        cupy()
+    except RuntimeError as exc:
+        raise CommandError(f"--engine cuda: {exc}") from None
 
 
 def _require_store(path: str) -> None:
@@ -350,8 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", default="results.sqlite", help="SQLite file (default results.sqlite); rerun to resume")
     p.add_argument("--engine", default="native", choices=["native", "numba", "cuda"],
                    help="engine: native (CPU, default), numba (CPU, the Numba kernels; compiled on "
-                        "first use) or cuda (training on a GPU; needs the CUDA build; evaluation "
-                        "runs on the native CPU engine)")
+                        "first use) or cuda (training and evaluation on a GPU; needs the CUDA "
+                        "build and CuPy; its rows are stored apart from the CPU engines')")
     p.add_argument("--threads", type=_integer(1), default=None, help=threads_help)
     p.add_argument("--workers", type=_integer(1), default=None,
                    help="run on a local Dask cluster of N processes (needs the [dask] extra)")

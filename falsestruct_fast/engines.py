@@ -18,6 +18,7 @@ checked, C-contiguous arrays of one dtype:
   generic search of :mod:`falsestruct_fast.attacks.baselines` over its ``forward``.
 
 ``threads`` is 0 for "all cores". Every engine gives the same networks for the same seeds.
+The CUDA engine's arrays are CuPy arrays (:mod:`falsestruct_fast.device_arrays`).
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ import time
 import numpy as np
 
 from . import _validate as V
+from . import device_arrays
 from ._native_loader import _cuda, _native
 
 # LossKind of the kernels (src/falsestruct/losses.h, numba_kernels/losses.py)
@@ -61,27 +63,88 @@ class NativeEngine:
 
 
 class CudaEngine:
-    """The CUDA engine (training only; the rest runs on the CPU engine)."""
+    """The CUDA engine (falsestruct_fast._cuda): every operation on the GPU. Its methods take
+    CuPy arrays (the public functions move host data there, see
+    :func:`falsestruct_fast.network.engine_arrays`) and queue the kernels on CuPy's current
+    stream. Training runs in chunks of epochs of about CHUNK_SECONDS each, so progress is
+    reported and Ctrl-C (KeyboardInterrupt) stops it between chunks; the chunks give bitwise
+    the result of one launch. ``threads`` is ignored (the GPU decides)."""
 
     name = "cuda"
+    # Baselines: the generic search of attacks.baselines over this engine's forward.
     flipping_scale = None
+    # Seconds of GPU work per training launch after the first (the Ctrl-C latency).
+    CHUNK_SECONDS = 0.3
 
-    def _module(self):
+    def require(self):
+        """The _cuda module; RuntimeError when it was not built or no GPU is visible."""
         if _cuda is None:
             raise RuntimeError("engine: 'cuda' is not available (built without a CUDA compiler)")
+        if _cuda.device_count() == 0:
+            raise RuntimeError("no CUDA device is available (engine='cuda')")
+        device_arrays.cupy()
         return _cuda
+
+    def forward(self, net, flat, X, out, threads):
+        self.require().net_forward(net.spec, flat, X, out, device_arrays.stream_handle())
+
+    def loss_and_grad(self, net, flat, X, Y, loss_out, grad_out, input_grad_out, threads):
+        self.require().net_loss_and_grad(net.spec, _LOSS_KIND[net.loss], flat, X, Y, loss_out,
+                                         grad_out, input_grad_out, device_arrays.stream_handle())
+
+    def input_grads(self, net, flat, X, out, threads):
+        self.require().net_logit_input_grads(net.spec, flat, X, out, device_arrays.stream_handle())
 
     def train(self, net, shuffle, adam, X, Y, flat, m, v, seeds, epochs, batch_size, step0,
               record_every, loss_hist, acc_hist, threads, progress, progress_seconds):
-        self._module().net_train(net.spec, _LOSS_KIND[net.loss], shuffle, adam, X, Y, flat, m, v,
-                                 seeds, epochs, batch_size, step0, record_every, loss_hist, acc_hist)
+        """As the other engines' train; loss_hist and acc_hist may be NumPy (filled at the end)
+        or GPU arrays, seeds NumPy or GPU."""
+        cuda, cp = self.require(), device_arrays.cupy()
+        stream = device_arrays.stream_handle()
+        seeds_d = device_arrays.to_device(np.ascontiguousarray(seeds) if isinstance(seeds, np.ndarray) else seeds)
+        hist = [h if device_arrays.is_device_array(h) else cp.full(h.shape, np.nan) for h in (loss_hist, acc_hist)]
+        S = flat.shape[0]
 
-    def _not_yet(self, *args, **kwargs):
-        # forward, gradients and attacks are not written for the GPU yet
-        self._module()
-        raise RuntimeError("engine: 'cuda' runs train() only so far; use engine='native' or 'numba'")
+        def run(begin, end):
+            cuda.net_train_epochs(net.spec, _LOSS_KIND[net.loss], shuffle, adam, X, Y, flat, m, v,
+                                  seeds_d, epochs, batch_size, step0, record_every, hist[0], hist[1],
+                                  begin, end, stream)
 
-    forward = loss_and_grad = input_grads = deepfool = _not_yet
+        for_epoch_chunks(epochs, run, self.CHUNK_SECONDS, progress, progress_seconds, S)
+        for host, dev in zip((loss_hist, acc_hist), hist):
+            if host is not dev:
+                host[...] = cp.asnumpy(dev)
+
+    def deepfool(self, net, flat, X, pert, iters, status, overshoot, max_iter, linf, candidates,
+                 foolbox, clip, threads, progress):
+        self.require().net_deepfool(net.spec, flat, X, pert, iters, status, overshoot, max_iter,
+                                    linf, candidates, foolbox, clip, device_arrays.stream_handle())
+        if progress is not None:
+            points = flat.shape[0] * X.shape[-2]
+            progress(points, points)
+
+
+def for_epoch_chunks(epochs: int, run, chunk_seconds: float, progress=None,
+                     progress_seconds: float = 2.0, networks: int = 1) -> None:
+    """run(begin, end) over epochs [0, epochs) in chunks: one epoch first, then as many as take
+    about chunk_seconds (measured on the previous chunk, at most 4 times more each time).
+    progress(done, total) in network-epochs every progress_seconds and at the end. A
+    KeyboardInterrupt (Ctrl-C) arrives between chunks."""
+    begin, chunk = 0, 1
+    last_report = time.perf_counter()
+    while begin < epochs:
+        end = min(epochs, begin + chunk)
+        start = time.perf_counter()
+        run(begin, end)
+        now = time.perf_counter()
+        per_epoch = max((now - start) / (end - begin), 1e-9)
+        chunk = max(1, min(4 * chunk, int(chunk_seconds / per_epoch)))
+        begin = end
+        if progress is not None and now - last_report >= progress_seconds and begin < epochs:
+            progress(begin * networks, epochs * networks)
+            last_report = now
+    if progress is not None:
+        progress(epochs * networks, epochs * networks)
 
 
 class NumbaEngine:

@@ -11,7 +11,7 @@ from typing import Iterable
 import numpy as np
 
 from . import _validate as V
-from . import engines, memory
+from . import device_arrays, engines, memory
 from ._native_loader import _native
 
 LOSSES = ("sigmoid", "softmax")
@@ -95,7 +95,9 @@ class Network:
 class Params(list):
     """Parameters of S networks: ``[W0, b0, W1, b1, ...]``, each with a leading axis S.
 
-    A plain list of NumPy arrays (so ``W0, b0, W1, b1 = params`` works) with two extras:
+    A plain list of arrays (so ``W0, b0, W1, b1 = params`` works): NumPy arrays, or CuPy
+    arrays when made by the CUDA engine from GPU inputs (they stay on the GPU between calls).
+    Two extras:
     ``seeds`` (uint64, shape (S,)) records the seed of each network when known, and
     ``flat`` is the (S, P) array the arrays are views of, when they were made by this library.
     """
@@ -117,6 +119,15 @@ class Params(list):
         """The arrays of network s alone (views, without the seed axis)."""
         return [a[s] for a in self]
 
+    def to_device(self) -> "Params":
+        """These parameters as CuPy arrays on the current GPU (for ``engine="cuda"``: they then
+        stay there between calls). Arrays already on the GPU are not copied."""
+        return Params([device_arrays.to_device(a) for a in self], self.seeds)
+
+    def to_host(self) -> "Params":
+        """These parameters as NumPy arrays (copied from the GPU when they are CuPy arrays)."""
+        return Params([device_arrays.to_host(a) for a in self], self.seeds)
+
     def select(self, index) -> "Params":
         """Params of a subset of networks (copies), e.g. ``params.select([3, 5])``."""
         idx = np.arange(self.n_networks)[index]
@@ -125,10 +136,11 @@ class Params(list):
 
 
 def finite_networks(params) -> np.ndarray:
-    """(S,) bool: every weight of network s is finite (a diverged network has NaN/inf)."""
+    """(S,) bool: every weight of network s is finite (a diverged network has NaN/inf).
+    NumPy for NumPy params, CuPy for CuPy params."""
     ok = None
     for a in params:
-        a = np.asarray(a)
+        a = a if device_arrays.is_array(a) else np.asarray(a)
         good = np.isfinite(a.reshape(a.shape[0], -1)).all(axis=1)
         ok = good if ok is None else ok & good
     return ok
@@ -196,6 +208,39 @@ def unflatten(net: Network, flat: np.ndarray, seeds=None) -> Params:
     return Params(arrays, seeds, flat)
 
 
+def engine_arrays(engine: str, params, **arrays):
+    """The engine called `engine` and the arrays it works on: (engine, params, arrays,
+    on_device). The CPU engines take the arguments as they are and refuse GPU arrays
+    (TypeError naming the argument). The CUDA engine (RuntimeError without its build or a GPU)
+    takes every array argument as a CuPy array: GPU arrays without a copy, host arrays copied;
+    on_device says whether any argument was on the GPU, i.e. whether results are returned as
+    CuPy arrays (else NumPy, see :func:`output`)."""
+    eng = engines.get(engine)
+    device_arrays.refuse_on_host_engine(engine, params=params, **arrays)
+    if engine != "cuda":
+        return eng, params, arrays, False
+    eng.require()
+    on_device = device_arrays.any_on_device(params, *arrays.values())
+    if isinstance(params, (list, tuple)):
+        params = Params([device_arrays.to_device(a) for a in params], getattr(params, "seeds", None))
+    return eng, params, {k: device_arrays.to_device(v) for k, v in arrays.items()}, on_device
+
+
+def host_arrays(engine: str, params, **arrays):
+    """As :func:`engine_arrays`, for work done on the host around GPU kernels (the baselines'
+    search): (params, arrays, on_device) with GPU arrays copied to NumPy."""
+    _, params, arrays, on_device = engine_arrays(engine, params, **arrays)
+    if isinstance(params, (list, tuple)):
+        params = Params([device_arrays.to_host(a) for a in params], getattr(params, "seeds", None))
+    return params, {k: device_arrays.to_host(v) if device_arrays.is_array(v) else v
+                    for k, v in arrays.items()}, on_device
+
+
+def output(x, on_device: bool):
+    """A result as the caller's arrays were: unchanged on the GPU, else as a NumPy array."""
+    return x if on_device else device_arrays.to_host(x)
+
+
 def check_net(net) -> None:
     if not isinstance(net, Network):
         raise TypeError(f"net: expected falsestruct_fast.MLP or CNN, got {type(net).__name__}")
@@ -211,7 +256,7 @@ def flatten(net: Network, params, name: str = "params", check_finite: bool = Tru
     if len(params) != len(shapes):
         raise ValueError(f"{name}: {net!r} has {len(shapes)} arrays (kernel and bias per layer), got {len(params)}")
     first = params[0]
-    if not isinstance(first, np.ndarray):
+    if not device_arrays.is_array(first):
         raise TypeError(f"{name}[0]: expected a NumPy array, got {type(first).__name__}")
     dtype = V.float_dtype(first.dtype, f"{name}[0].dtype")
     if first.ndim != len(shapes[0]) + 1:
@@ -225,8 +270,10 @@ def flatten(net: Network, params, name: str = "params", check_finite: bool = Tru
     if S > MAX_NETWORKS:
         raise ValueError(f"{name}: {S} networks; at most {MAX_NETWORKS} (2**31 - 1) per call")
     for i, (a, shape) in enumerate(zip(params, shapes)):
-        if not isinstance(a, np.ndarray):
+        if not device_arrays.is_array(a):
             raise TypeError(f"{name}[{i}]: expected a NumPy array, got {type(a).__name__}")
+        if device_arrays.is_device_array(a) != device_arrays.is_device_array(first):
+            raise TypeError(f"{name}[{i}]: host and GPU arrays mixed (all on the host or all on the GPU)")
         if a.dtype != dtype:
             raise TypeError(f"{name}[{i}]: dtype {a.dtype} differs from {name}[0]'s {dtype}")
         if a.shape != (S,) + shape:
@@ -284,8 +331,9 @@ def _threads(threads) -> int:
     return V.threads(threads)
 
 
-def data_arrays(net: Network, S: int, dtype: np.dtype, X, y=None, check_finite: bool = True):
-    """Validated (X, Y) for the native engine.
+def data_arrays(net: Network, S: int, dtype: np.dtype, X, y=None, check_finite: bool = True,
+                xp=np):
+    """Validated (X, Y) for the engines (xp: numpy, or cupy for the CUDA engine's GPU arrays).
 
     X: (N, *input_shape) shared by all networks or (S, N, *input_shape); for an MLP
     input_shape = (d,), for a CNN (H, W, C). y (sigmoid loss): (N,) or (N, K), or with a
@@ -294,7 +342,7 @@ def data_arrays(net: Network, S: int, dtype: np.dtype, X, y=None, check_finite: 
     NaN/inf in X is an error unless check_finite is False (attacks report such points).
     """
     # Shape checks first: the finite check below reads every value.
-    X = V.float_array(X, "X", dtype, check_finite=False)
+    X = V.float_array(X, "X", dtype, check_finite=False, xp=xp)
     shape = tuple(net.input_shape)
     k = len(shape)
     if X.ndim not in (k + 1, k + 2) or tuple(X.shape[X.ndim - k:]) != shape:
@@ -313,7 +361,7 @@ def data_arrays(net: Network, S: int, dtype: np.dtype, X, y=None, check_finite: 
         V.finite(X, "X")
     if y is None:
         return X, None
-    y = np.asarray(y)
+    y = xp.asarray(y if device_arrays.is_array(y) else np.asarray(y))
     if y.dtype.kind not in "biuf":
         raise TypeError(f"y: must be numeric, got dtype {y.dtype}")
     K = net.n_logits
@@ -333,12 +381,12 @@ def data_arrays(net: Network, S: int, dtype: np.dtype, X, y=None, check_finite: 
         if y.size and (np.any(y != np.round(y)) or y.min() < 0 or y.max() >= K):
             raise ValueError(f"y: softmax labels must be integer class indices in [0, {K})")
     t = K if net.loss == "sigmoid" else 1
-    Y = np.ascontiguousarray(y, dtype=dtype).reshape(((S,) if per_seed else ()) + (N, t))
+    Y = xp.ascontiguousarray(y, dtype=dtype).reshape(((S,) if per_seed else ()) + (N, t))
     if Y.ndim != X.ndim:  # one of them per network, the other shared: give both the S axis
         if X.ndim == 2:
-            X = np.ascontiguousarray(np.broadcast_to(X, (S,) + X.shape))
+            X = xp.ascontiguousarray(xp.broadcast_to(X, (S,) + X.shape))
         else:
-            Y = np.ascontiguousarray(np.broadcast_to(Y, (S,) + Y.shape))
+            Y = xp.ascontiguousarray(xp.broadcast_to(Y, (S,) + Y.shape))
     return X, Y
 
 
@@ -357,24 +405,32 @@ def forward(net: Network, params, X, threads: int | None = None, engine: str = "
 
     Returns
     -------
-    ndarray (S, N, K) of the params' dtype. Rows are evaluated in tiles, so memory use does
-    not grow with N beyond the output; a MemoryError before any work when the output would
-    not fit in the available memory.
+    ndarray (S, N, K) of the params' dtype (a CuPy array with ``engine="cuda"`` when params
+    or X are on the GPU). Rows are evaluated in tiles, so memory use does not grow with N
+    beyond the output; a MemoryError before any work when the output would not fit in the
+    available memory.
     """
+    check_net(net)
+    _, params, a, on_device = engine_arrays(engine, params, X=X)
     flat = flatten(net, params)
-    X, _ = data_arrays(net, flat.shape[0], flat.dtype, X)
-    return logits_of_rows(net, flat, X, threads, engine)
+    X, _ = data_arrays(net, flat.shape[0], flat.dtype, a["X"], xp=device_arrays.array_module(flat))
+    return output(logits_of_rows(net, flat, X, threads, engine), on_device)
 
 
 def logits_of_rows(net: Network, flat: np.ndarray, X: np.ndarray, threads=None,
                    engine: str = "native") -> np.ndarray:
     """forward() on already validated arrays: flat (S, P), X (N, D) or (S, N, D) flattened rows
-    of the same dtype (NaN/inf allowed: they propagate to the logits)."""
+    of the same dtype (NaN/inf allowed: they propagate to the logits). NumPy arrays with
+    engine="cuda" go through the GPU and come back as NumPy (the baselines' search)."""
     eng = engines.get(engine)
+    host_in = engine == "cuda" and isinstance(flat, np.ndarray)
+    if host_in:
+        flat, X = device_arrays.to_device(flat), device_arrays.to_device(X)
     _check_eval_memory(net, flat, X.shape[-2], net.n_logits, threads, "forward")
-    out = np.empty((flat.shape[0], X.shape[-2], net.n_logits), dtype=flat.dtype)
+    out = device_arrays.array_module(flat).empty((flat.shape[0], X.shape[-2], net.n_logits),
+                                                 dtype=flat.dtype)
     eng.forward(net, flat, X, out, _threads(threads))
-    return out
+    return device_arrays.to_host(out) if host_in else out
 
 
 def predict(net: Network, params, X, threads: int | None = None, engine: str = "native") -> np.ndarray:
@@ -404,20 +460,22 @@ def input_grad(net: Network, params, X, logit: int | None = None, threads: int |
     single-logit network), else (S, N, K, *input_shape) with ``[s, n, k]`` = d z_k / d x_n.
     Computed natively (forward once, then one backward pass per logit).
     """
+    check_net(net)
+    eng, params, a, on_device = engine_arrays(engine, params, X=X)
     flat = flatten(net, params)
+    xp = device_arrays.array_module(flat)
     S, K = flat.shape[0], net.n_logits
     if logit is not None:
         logit = V.integer(logit, "logit", 0, K - 1)
-    Xf, _ = data_arrays(net, S, flat.dtype, X)
+    Xf, _ = data_arrays(net, S, flat.dtype, a["X"], xp=xp)
     N = Xf.shape[-2]
-    eng = engines.get(engine)
     _check_eval_memory(net, flat, N, K * net.n_inputs, threads, "input_grad")
-    out = np.empty((S, N, K, net.n_inputs), dtype=flat.dtype)
+    out = xp.empty((S, N, K, net.n_inputs), dtype=flat.dtype)
     eng.input_grads(net, flat, Xf, out, _threads(threads))
     out = out.reshape((S, N, K) + tuple(net.input_shape))
     if logit is not None:
-        return np.ascontiguousarray(out[:, :, logit])
-    return out[:, :, 0] if K == 1 else out
+        return output(xp.ascontiguousarray(out[:, :, logit]), on_device)
+    return output(out[:, :, 0] if K == 1 else out, on_device)
 
 
 def _check_eval_memory(net: Network, flat: np.ndarray, N: int, out_per_row: int, threads,
@@ -490,6 +548,7 @@ def loss_and_grad(net: Network, params, X, y, *, wrt_input: bool = False, thread
 
     Returns
     -------
+    (CuPy arrays with ``engine="cuda"`` when params, X or y are on the GPU)
     loss : ndarray (S,)
     grads : Params, same shapes as `params`
     dX : ndarray (S, N, *input_shape), only with ``wrt_input=True``
@@ -497,23 +556,25 @@ def loss_and_grad(net: Network, params, X, y, *, wrt_input: bool = False, thread
     check_net(net)
     if chunk_size is not None:
         chunk_size = batch_rows(net, chunk_size, "chunk_size")
+    eng, params, a, on_device = engine_arrays(engine, params, X=X, y=y)
     flat = flatten(net, params)
+    xp = device_arrays.array_module(flat)
     S = flat.shape[0]
-    X, Y = data_arrays(net, S, flat.dtype, X, y)
+    X, Y = data_arrays(net, S, flat.dtype, a["X"], a["y"], xp=xp)
     N = X.shape[-2]
     n_threads = _threads(threads)
-    eng = engines.get(engine)
     chunk = default_chunk_rows(net) if chunk_size is None else chunk_size
     memory.check_fits(memory.estimate_loss_grad_bytes(net, S, N, min(N, chunk), flat.dtype,
                                                       wrt_input, n_threads or None),
                       f"loss_and_grad: {S} networks x {N} rows", "pass fewer networks per call")
-    dX = np.empty((S, N, net.n_inputs), dtype=flat.dtype) if wrt_input else None
+    dX = xp.empty((S, N, net.n_inputs), dtype=flat.dtype) if wrt_input else None
     if N <= chunk:
-        loss = np.empty(S, dtype=flat.dtype)
-        grad = np.empty_like(flat)
+        loss = xp.empty(S, dtype=flat.dtype)
+        grad = xp.empty_like(flat)
         eng.loss_and_grad(net, flat, X, Y, loss, grad, dX, n_threads)
     else:
         loss, grad = _chunked_loss_and_grad(net, flat, X, Y, dX, chunk, n_threads, eng)
+    loss, grad, dX = (output(v, on_device) for v in (loss, grad, dX))
     grads = unflatten(net, grad, getattr(params, "seeds", None))
     if not wrt_input:
         return loss, grads
@@ -528,19 +589,20 @@ def _chunked_loss_and_grad(net: Network, flat: np.ndarray, X: np.ndarray, Y: np.
     with n_c rows contributes n_c / N of its loss and parameter gradient, and its input
     gradient is scaled by n_c / N. dX (S, N, D), when given, is filled in place.
     """
+    xp = device_arrays.array_module(flat)
     S, dtype = flat.shape[0], flat.dtype
     N = X.shape[-2]
-    loss_sum = np.zeros(S, dtype=np.float64)
-    grad_sum = np.zeros(flat.shape, dtype=np.float64)
-    loss_c = np.empty(S, dtype=dtype)
-    grad_c = np.empty_like(flat)
+    loss_sum = xp.zeros(S, dtype=np.float64)
+    grad_sum = xp.zeros(flat.shape, dtype=np.float64)
+    loss_c = xp.empty(S, dtype=dtype)
+    grad_c = xp.empty_like(flat)
     for r0 in range(0, N, chunk):
         r1 = min(N, r0 + chunk)
         n = r1 - r0
         # shared rows slice contiguously; per-network rows (S, N, D) need a copy per chunk
-        Xc = np.ascontiguousarray(X[..., r0:r1, :])
-        Yc = np.ascontiguousarray(Y[..., r0:r1, :])
-        dXc = np.empty((S, n, X.shape[-1]), dtype=dtype) if dX is not None else None
+        Xc = xp.ascontiguousarray(X[..., r0:r1, :])
+        Yc = xp.ascontiguousarray(Y[..., r0:r1, :])
+        dXc = xp.empty((S, n, X.shape[-1]), dtype=dtype) if dX is not None else None
         eng.loss_and_grad(net, flat, Xc, Yc, loss_c, grad_c, dXc, n_threads)
         loss_sum += n * loss_c.astype(np.float64)
         grad_sum += n * grad_c.astype(np.float64)

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _validate as V
-from . import memory
+from . import device_arrays, memory
 from .engines import ENGINES as _ENGINE_REGISTRY
 from .engines import get as _engine
 from .network import (Network, Params, _seed_array, _threads, batch_rows, check_net, data_arrays,
-                      flatten, unflatten)
+                      engine_arrays, flatten, output, unflatten)
 from .optim import Adam, AdamState
 from .progress import progress_callback
 
@@ -29,7 +29,8 @@ class TrainResult:
     Attributes
     ----------
     params : Params
-        Trained parameters (new arrays; the input params are not modified).
+        Trained parameters (new arrays; the input params are not modified). With
+        ``engine="cuda"``: CuPy arrays when params, X or y were on the GPU, else NumPy.
     loss : ndarray (S, R) float64
         Mean training loss over the samples seen in each recorded epoch (the mean of that
         epoch's batch losses, each evaluated before its Adam update, as Keras reports it).
@@ -38,7 +39,8 @@ class TrainResult:
     epochs : ndarray (R,) int64
         The recorded epoch numbers (1-based, cumulative over continued runs).
     opt_state : AdamState
-        Moments and step count, to continue training with ``train(..., opt_state=...)``.
+        Moments and step count, to continue training with ``train(..., opt_state=...)``
+        (its moments on the GPU exactly when the params are).
     wall_time : float
         Seconds spent in the native engine.
     """
@@ -58,7 +60,7 @@ class TrainResult:
     @property
     def diverged(self) -> np.ndarray:
         """(S,) bool: networks whose loss or parameters are NaN/inf (flagged, not raised)."""
-        bad_params = ~np.isfinite(self.params.flat).all(axis=1)
+        bad_params = device_arrays.to_host(~np.isfinite(self.params.flat).all(axis=1))
         bad_loss = ~np.isfinite(self.loss).all(axis=1)
         return bad_params | bad_loss
 
@@ -119,8 +121,9 @@ def train(
         Seconds between progress reports.
     engine : {"native", "numba", "cuda"}
         "native": the C++ engine; "numba": the Numba kernels (compiled on first use, cached);
-        "cuda": the CUDA engine (needs the CUDA build and a GPU). Same networks for the same
-        seeds on every engine (up to the rounding of sums).
+        "cuda": the CUDA engine (needs the CUDA build, a GPU and CuPy; params, X, y and
+        opt_state may be CuPy arrays, see :mod:`falsestruct_fast.device_arrays`). Same
+        networks for the same seeds on every engine (up to the rounding of sums).
 
     Returns
     -------
@@ -143,15 +146,17 @@ def train(
     progress_seconds = V.real(progress_seconds, "progress_seconds", maximum=MAX_PROGRESS_SECONDS)
     if progress_seconds <= 0:
         raise ValueError(f"progress_seconds: must be a positive number, got {progress_seconds}")
+    V.option(engine, "engine", ENGINES)
+    _, params, a, on_device = engine_arrays(engine, params, X=X, y=y)
     flat = flatten(net, params)
+    xp = device_arrays.array_module(flat)
     S, P = flat.shape
     dtype = flat.dtype
-    X, Y = data_arrays(net, S, dtype, X, y)
+    X, Y = data_arrays(net, S, dtype, a["X"], a["y"], xp=xp)
     N = X.shape[-2]
     if batch_size > N:
         raise ValueError(f"batch_size: {batch_size} is larger than the number of samples N = {N}")
     V.option(shuffle, "shuffle", SHUFFLE_MODES)
-    V.option(engine, "engine", ENGINES)
     if record_every is None:
         record_every = max(1, epochs // 100)
     record_every = V.integer(record_every, "record_every", minimum=1, maximum=_INT32_MAX)
@@ -172,17 +177,22 @@ def train(
                       "train fewer networks per call")
 
     if opt_state is None:
-        state = AdamState.zeros(S, P, dtype)
+        state = AdamState(xp.zeros((S, P), dtype), xp.zeros((S, P), dtype), 0)
     else:
         if not isinstance(opt_state, AdamState):
             raise TypeError(f"opt_state: expected AdamState, got {type(opt_state).__name__}")
+        moments = {}
         for name in ("m", "v"):
             arr = getattr(opt_state, name)
-            if not isinstance(arr, np.ndarray) or arr.dtype != dtype:
+            device_arrays.refuse_on_host_engine(engine, **{f"opt_state.{name}": arr})
+            if engine == "cuda":
+                arr = device_arrays.to_device(arr)
+            if not device_arrays.is_array(arr) or arr.dtype != dtype:
                 raise TypeError(f"opt_state.{name}: expected a {dtype} NumPy array")
             if arr.shape != (S, P):
                 raise ValueError(f"opt_state.{name}: expected shape {(S, P)}, got {arr.shape}")
-        state = AdamState(opt_state.m.copy(), opt_state.v.copy(), V.integer(opt_state.step, "opt_state.step", minimum=0))
+            moments[name] = xp.array(arr, copy=True)
+        state = AdamState(moments["m"], moments["v"], V.integer(opt_state.step, "opt_state.step", minimum=0))
 
     loss_hist = np.full((S, n_records), np.nan)
     acc_hist = np.full((S, n_records), np.nan)
@@ -198,4 +208,5 @@ def train(
     recorded = np.array([e for e in range(1, epochs + 1) if e % record_every == 0 or e == epochs],
                         dtype=np.int64) + epochs_done
     state.step += epochs * n_batches
+    flat, state.m, state.v = (output(x, on_device) for x in (flat, state.m, state.v))
     return TrainResult(unflatten(net, flat, seed_arr), loss_hist, acc_hist, recorded, state, wall)

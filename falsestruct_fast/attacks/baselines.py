@@ -10,7 +10,8 @@ import numpy as np
 
 from .. import _validate as V
 from .. import engines
-from ..network import Network, _threads, data_arrays, flatten, input_grad, logits_of_rows
+from ..network import (Network, _threads, check_net, data_arrays, flatten, host_arrays, input_grad,
+                       logits_of_rows)
 from .deepfool import norm_order
 from .result import AttackResult, AttackStatus, norms
 
@@ -36,6 +37,8 @@ def smallest_flipping_scale(net: Network, params, X, directions: np.ndarray, *, 
     Returns (perturbation (S, N, D) in the params' dtype = (alpha * v) rounded, whose sum with
     x is the evaluated flipping point; status (S, N) int32; evaluations (S, N) int32).
     """
+    params, arrays, _ = host_arrays(engine, params, X=X, directions=directions)
+    X, directions = arrays["X"], arrays["directions"]
     flat = flatten(net, params)
     eng = engines.get(engine)
     if eng.flipping_scale is not None:  # the engine runs this search as one kernel
@@ -98,10 +101,11 @@ def smallest_flipping_scale(net: Network, params, X, directions: np.ndarray, *, 
     return r, status, evals
 
 
-def _result(net, X, r, status, evals, norm_ord, method):
+def _result(net, X, r, status, evals, norm_ord, method, on_device=False):
     S, N = status.shape
     pert = r.reshape((S, N) + tuple(net.input_shape))
-    return AttackResult.build(X, pert, evals, status, norm_ord, method)
+    result = AttackResult.build(X, pert, evals, status, norm_ord, method)
+    return result.to_device() if on_device else result
 
 
 def random_attack(net: Network, params, X, norm=2, *, seed: int = 0, rtol: float = 1e-3,
@@ -115,23 +119,26 @@ def random_attack(net: Network, params, X, norm=2, *, seed: int = 0, rtol: float
     norm : 2 or inf — only the norm reported (the direction is Gaussian either way)
     seed : int — seeds numpy's generator for the directions
     rtol : float — relative resolution of alpha*
-    engine : "native" (default) or "numba" — runs the forward passes (numba: the whole search)
+    engine : "native" (default), "numba" or "cuda" — runs the forward passes (numba: the whole
+        search; cuda: the search on the host, the forward passes on the GPU; CuPy params or X
+        give a result of CuPy arrays)
 
     Returns
     -------
     AttackResult (method "random"); iterations = forward evaluations used for the point.
     """
+    check_net(net)
+    params, arrays, on_device = host_arrays(engine, params, X=X)
     flat = flatten(net, params)
     norm_ord = norm_order(norm)
     rtol = _rtol(rtol)
-    engines.get(engine)
-    Xf, _ = data_arrays(net, flat.shape[0], flat.dtype, X, check_finite=False)
+    Xf, _ = data_arrays(net, flat.shape[0], flat.dtype, arrays["X"], check_finite=False)
     S, N = flat.shape[0], Xf.shape[-2]
     rng = np.random.default_rng(V.integer(seed, "seed", 0))
     v = rng.standard_normal((S, N, net.n_inputs))
     r, status, evals = smallest_flipping_scale(net, params, Xf, v, rtol=rtol, threads=threads,
                                                engine=engine)
-    return _result(net, Xf, r, status, evals, norm_ord, "random")
+    return _result(net, Xf, r, status, evals, norm_ord, "random", on_device)
 
 
 def fast_gradient_attack(net: Network, params, X, norm=2, *, rtol: float = 1e-3,
@@ -148,11 +155,12 @@ def fast_gradient_attack(net: Network, params, X, norm=2, *, rtol: float = 1e-3,
     -------
     AttackResult (method "fast_gradient"); iterations = forward evaluations used.
     """
+    check_net(net)
+    params, arrays, on_device = host_arrays(engine, params, X=X)
     flat = flatten(net, params)
     norm_ord = norm_order(norm)
     rtol = _rtol(rtol)
-    engines.get(engine)
-    Xf, _ = data_arrays(net, flat.shape[0], flat.dtype, X, check_finite=False)
+    Xf, _ = data_arrays(net, flat.shape[0], flat.dtype, arrays["X"], check_finite=False)
     S, N, K = flat.shape[0], Xf.shape[-2], net.n_logits
     Xg = Xf.reshape(Xf.shape[:-1] + tuple(net.input_shape))
     with np.errstate(invalid="ignore", over="ignore"):
@@ -171,7 +179,7 @@ def fast_gradient_attack(net: Network, params, X, norm=2, *, rtol: float = 1e-3,
         v = np.sign(v)
     r, status, evals = smallest_flipping_scale(net, params, Xf, v, rtol=rtol, threads=threads,
                                                engine=engine)
-    return _result(net, Xf, r, status, evals, norm_ord, "fast_gradient")
+    return _result(net, Xf, r, status, evals, norm_ord, "fast_gradient", on_device)
 
 
 def _rtol(rtol) -> float:

@@ -4,9 +4,10 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _validate as V
-from .. import engines
 from .._native_loader import _native
-from ..network import INT32_MAX, Network, _check_eval_memory, _threads, data_arrays, flatten
+from .. import device_arrays
+from ..network import (INT32_MAX, Network, _check_eval_memory, _threads, check_net, data_arrays,
+                       engine_arrays, flatten)
 from ..progress import progress_callback
 from .result import AttackResult
 
@@ -78,7 +79,8 @@ def deepfool(net: Network, params, X, overshoot: float = 0.02, max_iter: int = 5
         Threads over networks and tiles of points (default: all cores).
     progress : bool or callable
         True: a progress line on stderr for long runs; a callable gets ``(points_done, total)``.
-    engine : "native" (default) or "numba"
+    engine : "native" (default), "numba" or "cuda" (params and X may then be CuPy arrays; the
+        result's arrays are CuPy arrays exactly when they are)
 
     Returns
     -------
@@ -86,7 +88,10 @@ def deepfool(net: Network, params, X, overshoot: float = 0.02, max_iter: int = 5
     status and flipped (S, N). A point counts as flipped only if the label of x +
     perturbation differs from the label of x.
     """
+    check_net(net)
+    eng, params, arrays, on_device = engine_arrays(engine, params, X=X)
     flat = flatten(net, params)
+    xp = device_arrays.array_module(flat)
     S, K = flat.shape[0], net.n_logits
     overshoot = V.real(overshoot, "overshoot", minimum=0.0, maximum=MAX_OVERSHOOT)
     max_iter = V.integer(max_iter, "max_iter", 1, INT32_MAX)
@@ -100,8 +105,7 @@ def deepfool(net: Network, params, X, overshoot: float = 0.02, max_iter: int = 5
         candidates = K - 1 if candidates is None else V.integer(candidates, "candidates", 1, K - 1)
     lo_hi = box(clip)
     n_threads = _threads(threads)
-    eng = engines.get(engine)
-    Xf, _ = data_arrays(net, S, flat.dtype, X, check_finite=False)
+    Xf, _ = data_arrays(net, S, flat.dtype, arrays["X"], check_finite=False, xp=xp)
     N = Xf.shape[-2]
     if lo_hi is not None:
         with np.errstate(invalid="ignore"):
@@ -111,11 +115,14 @@ def deepfool(net: Network, params, X, overshoot: float = 0.02, max_iter: int = 5
                              f"[{lo_hi[0]}, {lo_hi[1]}]")
     # the perturbation, its float64 copy for the norms, iterations and status
     _check_eval_memory(net, flat, N, 3 * net.n_inputs + 4, threads, "deepfool")
-    pert = np.empty((S, N, net.n_inputs), dtype=flat.dtype)
-    iters = np.empty((S, N), dtype=np.int32)
-    status = np.empty((S, N), dtype=np.int32)
+    pert = xp.empty((S, N, net.n_inputs), dtype=flat.dtype)
+    iters = xp.empty((S, N), dtype=np.int32)
+    status = xp.empty((S, N), dtype=np.int32)
     callback = progress_callback(progress, "deepfool", "points")
     eng.deepfool(net, flat, Xf, pert, iters, status, float(overshoot), max_iter,
                  norm_ord == np.inf, candidates, variant == "foolbox", lo_hi, n_threads, callback)
+    # the norms and the overflow check of the result are computed on the host
+    Xf, pert, iters, status = (device_arrays.to_host(a) for a in (Xf, pert, iters, status))
     pert = pert.reshape((S, N) + tuple(net.input_shape))
-    return AttackResult.build(Xf, pert, iters, status, norm_ord, "deepfool")
+    result = AttackResult.build(Xf, pert, iters, status, norm_ord, "deepfool")
+    return result.to_device() if on_device else result

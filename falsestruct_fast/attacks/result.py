@@ -84,6 +84,14 @@ class AttackResult:
         """Number of points per status name, e.g. ``{"FLIPPED": 990, "MAX_ITER": 10, ...}``."""
         return {s.name: int(np.count_nonzero(self.status == s)) for s in AttackStatus}
 
+    def to_device(self) -> "AttackResult":
+        """This result with its arrays as CuPy arrays on the current GPU (the attacks return
+        it so with ``engine="cuda"`` when their inputs were on the GPU)."""
+        from ..device_arrays import to_device
+        return AttackResult(to_device(self.perturbation), to_device(self.norm),
+                            to_device(self.relative_norm), to_device(self.iterations),
+                            to_device(self.status), self.norm_ord, self.method)
+
     @classmethod
     def build(cls, X: np.ndarray, perturbation: np.ndarray, iterations: np.ndarray,
               status: np.ndarray, norm_ord, method: str) -> "AttackResult":

@@ -420,7 +420,7 @@ def table1(net: Network, params, intervals=TABLE1_INTERVALS, size: int = 1000, s
         The label the networks give horizontal stripes (1 for the authors' weights).
     threads : int in [1, 1024], optional
         CPU threads for the forward pass.
-    engine : "native" (default) or "numba": the engine of the forward pass.
+    engine : "native" (default), "numba" or "cuda": the engine of the forward pass.
 
     Returns
     -------

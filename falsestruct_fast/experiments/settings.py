@@ -152,7 +152,7 @@ class Exp1Setting(_Setting):
     def evaluate(self, net, params, threads: int | None = None, engine: str = "native",
                  **thresholds) -> StructureVerdict:
         """The structure verdict of every network (see :func:`classify_structure`;
-        `thresholds`: agreement=, zero=, n=, stable_only=; engine: "native" or "numba")."""
+        `thresholds`: agreement=, zero=, n=, stable_only=; engine: "native", "numba" or "cuda")."""
         return classify_structure(net, params, delta=self.delta, a=self.a, K=self.K, eps=self.eps,
                                   threads=threads, engine=engine, **thresholds)
 
@@ -222,8 +222,8 @@ class Exp2Setting(_Setting):
 
     def evaluate(self, net, params, threads: int | None = None, seed: int = 0,
                  engine: str = "native"):
-        """Table 1 for every network (accuracy on C~ and C^ per interval; engine: "native"
-        or "numba")."""
+        """Table 1 for every network (accuracy on C~ and C^ per interval; engine: "native",
+        "numba" or "cuda")."""
         return exp2.table1(net, params, intervals=self.intervals, size=self.test_size, seed=seed,
                            horizontal_label=self.horizontal_label, threads=threads, engine=engine)
 

@@ -89,7 +89,7 @@ def classify_structure(net: Network, params, *, agreement: float = 0.95, zero: f
     a, K, eps : the experiment's constants; eps defines S_eps.
     stable_only : score only grid points with t in S_eps (default), else every point.
     threads : CPU threads for the forward passes, in [1, 1024] (default: all cores).
-    engine : "native" (default) or "numba": the engine of the forward passes.
+    engine : "native" (default), "numba" or "cuda": the engine of the forward passes.
 
     Returns
     -------

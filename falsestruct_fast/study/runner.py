@@ -28,9 +28,15 @@ from ..experiments.settings import PRESETS, Exp1Setting, Exp2Setting, preset, wi
 from .store import Store, setting_id
 
 DEFAULT_CHUNK = 64
+# engine="cuda": seeds per chunk by default, enough one-block-per-network launches to fill a
+# large GPU (132 SMs x several blocks); fewer when memory says so (chunk_size_for).
+DEFAULT_CUDA_CHUNK = 1024
 # Options of run() that change a row's numbers; a stored definition records them (when they
-# differ from the default), so rows evaluated one way are never reused for another.
-EVALUATION_KEYS = ("radius_points",)
+# differ from the default), so rows evaluated one way are never reused for another. The CPU
+# engines (native, numba) share rows; the GPU's rows (engine="cuda": other rounding of sums)
+# are a setting of their own, so CPU and GPU results are never mixed, and stores written
+# before the engine was recorded keep their rows as CPU rows.
+EVALUATION_KEYS = ("radius_points", "engine")
 # Seconds between looks at the store while other processes hold the only seeds left.
 POLL_SECONDS = 1.0
 
@@ -53,15 +59,28 @@ def default_radius_points(setting) -> int:
     return len(setting.attack_points()) if setting.experiment == "exp1" else 32
 
 
-def study_definition(setting, radius_points: int | None = None) -> dict:
+def study_definition(setting, radius_points: int | None = None, engine: str = "native") -> dict:
     """What identifies a setting's rows in a store: ``setting.as_dict()`` plus radius_points
-    when it differs from the default (the name then says so, e.g. ``psi3[radius_points=8]``)."""
+    when it differs from the default (the name then says so, e.g. ``psi3[radius_points=8]``)
+    and ``engine="cuda"`` for rows computed on the GPU (named e.g. ``psi3[engine=cuda]``)."""
     d = setting.as_dict()
     if radius_points is not None and radius_points != default_radius_points(setting) and not (
             setting.experiment == "exp1" and radius_points > default_radius_points(setting)):
         d["radius_points"] = int(radius_points)
         d["name"] = with_label(d["name"], f"radius_points={int(radius_points)}")
+    if engine == "cuda":
+        d["engine"] = "cuda"
+        d["name"] = with_label(d["name"], "engine=cuda")
     return d
+
+
+def _check_definition_engine(setting_dict: dict, engine: str) -> None:
+    """ValueError when rows of a GPU definition would be computed on a CPU engine or the
+    other way round (they would be stored under the wrong identity)."""
+    if (setting_dict.get("engine") == "cuda") != (engine == "cuda"):
+        where = "the GPU" if setting_dict.get("engine") == "cuda" else "a CPU engine"
+        raise ValueError(f"engine: {engine!r} cannot compute rows of a setting defined for {where} "
+                         f"({setting_dict.get('name')!r}); build it with study_definition(..., engine={engine!r})")
 
 
 def as_settings(setting_or_grid) -> list:
@@ -116,8 +135,10 @@ def run_chunk(setting_dict: dict, seeds: list[int], engine: str = "native", thre
     """
     setting = setting_from_dict(setting_dict)
     if "radius_points" not in setting_dict and radius_points is not None:
-        setting_dict = dict(study_definition(setting, radius_points), name=setting_dict.get("name", setting.name))
+        setting_dict = dict(study_definition(setting, radius_points, setting_dict.get("engine", "native")),
+                            name=setting_dict.get("name", setting.name))
         setting = setting_from_dict(setting_dict)
+    _check_definition_engine(setting_dict, engine)
     radius_points = setting_dict.get("radius_points")
     sid = setting_id(setting_dict)
     start = time.perf_counter()
@@ -125,7 +146,7 @@ def run_chunk(setting_dict: dict, seeds: list[int], engine: str = "native", thre
     on_train = None if progress is None else (lambda done, total: progress(done / total if total else 1.0))
     fit = setting.train(seeds, threads=threads, progress=on_train or False, engine=engine)
     net = setting.network()
-    evaluate_on = "native" if engine == "cuda" else engine  # the CUDA engine only trains
+    evaluate_on = engine
     diverged = np.asarray(fit.diverged, bool)
     ok = ~diverged
     good = fit.params.select(ok) if diverged.any() else fit.params
@@ -432,11 +453,12 @@ def run(setting_or_grid, seeds, store, *, engine: str = "native", threads: int |
         to train only reads the store (which may then be read-only). Several processes may
         run studies on one store at once: each claims a chunk's seeds before training them,
         and waits at the end for seeds the others hold.
-    engine : "native" (CPU), "numba" (CPU, the Numba kernels) or "cuda" (training on the
-        GPU; evaluation on the native CPU engine).
+    engine : "native" (CPU), "numba" (CPU, the Numba kernels) or "cuda" (training and
+        evaluation on the GPU; its rows are stored as a setting of their own, named e.g.
+        ``psi3[engine=cuda]``, so CPU and GPU rows never mix; native and numba share rows).
     threads : native threads per chunk (default: all cores).
-    chunk_size : seeds per native call (default 64, fewer when 64 networks would need more
-        than half of the available memory): the unit of work, of persistence, of leases and
+    chunk_size : seeds per native call (default 64, with engine="cuda" 1024; fewer when they
+        would need more than half of the available memory): the unit of work, of persistence, of leases and
         of Dask tasks.
     radius_points : points per network for DeepFool radii (Experiment I: default all 231 grid
         points of C_delta in S_eps; Experiment II: 32 images of C~); 0 skips DeepFool. Any
@@ -458,7 +480,8 @@ def run(setting_or_grid, seeds, store, *, engine: str = "native", threads: int |
     seeds = seed_list(seeds)
     V.option(engine, "engine", ENGINES)
     explicit_chunk = chunk_size is not None
-    chunk_size = V.integer(chunk_size if explicit_chunk else DEFAULT_CHUNK, "chunk_size", minimum=1)
+    default_chunk = DEFAULT_CUDA_CHUNK if engine == "cuda" else DEFAULT_CHUNK
+    chunk_size = V.integer(chunk_size if explicit_chunk else default_chunk, "chunk_size", minimum=1)
     if radius_points is not None:
         radius_points = V.integer(radius_points, "radius_points", minimum=0)
     if threads is not None:
@@ -466,11 +489,10 @@ def run(setting_or_grid, seeds, store, *, engine: str = "native", threads: int |
     if workers is not None:
         workers = V.integer(workers, "workers", minimum=1)
     if engine == "cuda":
-        from .._native_loader import _cuda
-        if _cuda is None:
-            raise RuntimeError("engine: 'cuda' is not available (built without a CUDA compiler)")
+        from ..engines import get
+        get("cuda").require()  # RuntimeError without the CUDA build, a GPU or CuPy
     start = time.perf_counter()
-    definitions = [study_definition(s, radius_points) for s in settings]
+    definitions = [study_definition(s, radius_points, engine) for s in settings]
     ids = [setting_id(d) for d in definitions]
     names = [d["name"] for d in definitions]
     path = Path(store)
