@@ -110,7 +110,11 @@ FusedMlpLayout fused_mlp_layout(const NetShape& s, LossKind loss, ShuffleMode mo
   L.step_size = part(t);
   L.partials = part(2LL * (threads_per_net / kWarpSize) * (int64_t)sizeof(double));
   L.order = part((int64_t)L.n_perm * (int64_t)sizeof(int));
-  L.draws = part((int64_t)L.n_perm * (int64_t)sizeof(int));
+  // The draws live from the epoch's draw phase to its Fisher-Yates phase, while the hidden
+  // activations are dead (the last step's phase B read them; the first step's phase A writes
+  // them after the permutation): they share that space when they fit.
+  const int64_t draw_bytes = (int64_t)L.n_perm * (int64_t)sizeof(int);
+  L.draws = draw_bytes <= L.logits - L.hidden ? L.hidden : part(draw_bytes);
   L.bytes = at;
   return L;
 }
