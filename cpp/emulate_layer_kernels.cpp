@@ -42,23 +42,23 @@ struct EmulatedExec {
   }
 };
 
-int64_t target_blocks_from(int64_t sm_count) {
-  if (sm_count < 1 || sm_count > 65536)
-    throw py::value_error("sm_count: must be >= 1 and <= 65536, got " + std::to_string(sm_count));
-  return lw::target_blocks_for(static_cast<int>(sm_count));
+int64_t split_target_from(int64_t split_target) {
+  if (split_target < 1 || split_target > (int64_t(1) << 20))
+    throw py::value_error("split_target: must be >= 1 and <= 1048576, got " + std::to_string(split_target));
+  return split_target;
 }
 
 template <class T>
 int64_t train_impl(const fs::NetShape& s, int64_t loss_kind, int64_t shuffle, py::handle adam, py::handle X,
                    py::handle Y, py::handle theta, py::handle m, py::handle v, py::handle seeds, int64_t epochs,
                    int64_t batch_size, int64_t step0, int64_t record_every, py::handle loss_hist,
-                   py::handle acc_hist, int64_t sm_count, int64_t epoch_chunk) {
+                   py::handle acc_hist, int64_t split_target, int64_t epoch_chunk) {
   const auto a = fs_py::train_args_from_python<T>(s, loss_kind, shuffle, adam, X, Y, theta, m, v, seeds, epochs,
                                                   batch_size, step0, record_every, loss_hist, acc_hist);
   const int S = fs_py::leading_dim(theta, "theta");
   if (epoch_chunk < 0) throw py::value_error("epoch_chunk: must be >= 0, got " + std::to_string(epoch_chunk));
-  EmulatedExec ex{target_blocks_from(sm_count)};
-  const int64_t partial = lw::partial_scalars<T>(s, S, a.B, true, ex.target_blocks);
+  EmulatedExec ex{split_target_from(split_target)};
+  const int64_t partial = lw::partial_scalars<T>(s, a.B, true, ex.target_blocks);
   const auto sizes = lw::layerwise_sizes(s, a.B, a.N, partial);
   std::vector<T> scalars(static_cast<size_t>(sizes.scalars_per_net * S));
   std::vector<int> ints(static_cast<size_t>(sizes.ints_per_net * S));
@@ -74,12 +74,12 @@ int64_t train_impl(const fs::NetShape& s, int64_t loss_kind, int64_t shuffle, py
 }
 
 template <class T>
-void forward_impl(const fs::NetShape& s, py::handle theta, py::handle X, py::handle out, int64_t sm_count) {
+void forward_impl(const fs::NetShape& s, py::handle theta, py::handle X, py::handle out, int64_t split_target) {
   const auto a = fs_py::forward_args_from_python<T>(s, theta, X, out);
   if (a.N == 0 || a.S == 0) return;
-  EmulatedExec ex{target_blocks_from(sm_count)};
+  EmulatedExec ex{split_target_from(split_target)};
   const int rows = lw::forward_chunk_rows(s, a.S, a.N);
-  const int64_t partial = lw::partial_scalars<T>(s, a.S, rows, false, ex.target_blocks);
+  const int64_t partial = lw::partial_scalars<T>(s, rows, false, ex.target_blocks);
   const auto sizes = lw::layerwise_sizes(s, rows, 0, partial);
   std::vector<T> scalars(static_cast<size_t>(sizes.scalars_per_net * a.S));
   std::vector<int> ints(static_cast<size_t>(sizes.ints_per_net * a.S));
@@ -95,32 +95,33 @@ void register_layer_kernels_emulation(py::module_& m) {
       "layerwise_train",
       [](py::handle spec, int64_t loss_kind, int64_t shuffle, py::handle adam, py::handle X, py::handle Y,
          py::handle theta, py::handle m, py::handle v, py::handle seeds, int64_t epochs, int64_t batch_size,
-         int64_t step0, int64_t record_every, py::handle loss_hist, py::handle acc_hist, int64_t sm_count,
+         int64_t step0, int64_t record_every, py::handle loss_hist, py::handle acc_hist, int64_t split_target,
          int64_t epoch_chunk) {
         const auto s = fs_py::shape_from(spec);
         if (fs_py::is_float64(theta, "theta"))
           return train_impl<double>(s, loss_kind, shuffle, adam, X, Y, theta, m, v, seeds, epochs, batch_size,
-                                    step0, record_every, loss_hist, acc_hist, sm_count, epoch_chunk);
+                                    step0, record_every, loss_hist, acc_hist, split_target, epoch_chunk);
         return train_impl<float>(s, loss_kind, shuffle, adam, X, Y, theta, m, v, seeds, epochs, batch_size, step0,
-                                 record_every, loss_hist, acc_hist, sm_count, epoch_chunk);
+                                 record_every, loss_hist, acc_hist, split_target, epoch_chunk);
       },
       py::arg("spec"), py::arg("loss_kind"), py::arg("shuffle"), py::arg("adam"), py::arg("X"), py::arg("Y"),
       py::arg("theta"), py::arg("adam_m"), py::arg("adam_v"), py::arg("seeds"), py::arg("epochs"),
       py::arg("batch_size"), py::arg("step0"), py::arg("record_every"), py::arg("loss_history"),
-      py::arg("acc_history"), py::kw_only(), py::arg("sm_count") = 132, py::arg("epoch_chunk") = 0,
+      py::arg("acc_history"), py::kw_only(), py::arg("split_target") = lw::kSplitTargetBlocks, py::arg("epoch_chunk") = 0,
       "The CUDA engine's layer-wise training (one network's step over many blocks: per-layer "
       "kernels, tiled products split over the reduction) emulated on the CPU. Arguments and "
-      "results as _native.net_train (validated the same way; no progress or Ctrl-C). sm_count: "
-      "the GPU whose launch plan (reduction splits) is emulated; epoch_chunk > 0: launched in "
+      "results as _native.net_train (validated the same way; no progress or Ctrl-C). split_target: "
+      "blocks per network the products' reductions are split up to (the GPU's value by default; "
+      "others only change the partial sums' rounding); epoch_chunk > 0: launched in "
       "chunks of that many epochs, as the engine does. Returns the number of network-epochs.");
   m.def(
       "layerwise_forward",
-      [](py::handle spec, py::handle theta, py::handle X, py::handle out, int64_t sm_count) {
+      [](py::handle spec, py::handle theta, py::handle X, py::handle out, int64_t split_target) {
         const auto s = fs_py::shape_from(spec);
-        if (fs_py::is_float64(theta, "theta")) forward_impl<double>(s, theta, X, out, sm_count);
-        else forward_impl<float>(s, theta, X, out, sm_count);
+        if (fs_py::is_float64(theta, "theta")) forward_impl<double>(s, theta, X, out, split_target);
+        else forward_impl<float>(s, theta, X, out, split_target);
       },
-      py::arg("spec"), py::arg("theta"), py::arg("X"), py::arg("out"), py::kw_only(), py::arg("sm_count") = 132,
+      py::arg("spec"), py::arg("theta"), py::arg("X"), py::arg("out"), py::kw_only(), py::arg("split_target") = lw::kSplitTargetBlocks,
       "The CUDA engine's layer-wise forward emulated on the CPU: logits out (S, N, K) T of X (N, d) "
       "or (S, N, d) T for theta (S, P) T, as _native.net_forward.");
 }

@@ -22,6 +22,8 @@ SIGMOID_CNN = [8, 8, 1, CONV, 3, 3, 1, POOL, 0, 0, 0, CONV, 4, 5, 1, POOL, 0, 0,
 # 7x7x2 (odd: pools clip their last window) -> conv 5x5 (2, linear) -> pool -> conv 3x3 (3, ReLU)
 # -> dense 3 logits (softmax)
 SOFTMAX_CNN = [7, 7, 2, CONV, 2, 5, 0, POOL, 0, 0, 0, CONV, 3, 3, 1, DENSE, 3, 0, 0]
+# More than one column tile (32) of every product: 34 filters, 33 hidden units
+WIDE_CNN = [4, 4, 2, CONV, 34, 3, 1, POOL, 0, 0, 0, DENSE, 33, 0, 1, DENSE, 1, 0, 0]
 
 
 def logits_of(spec):
@@ -47,13 +49,13 @@ def problem(spec, loss_kind, S, N, dtype, per_network_data, seed=0):
     return X, Y
 
 
-def train(fn, spec, loss_kind, shuffle, X, Y, theta, *, epochs, B, record_every, step0=0, **kw):
+def train(fn, spec, loss_kind, shuffle, X, Y, theta, *, epochs, B, record_every, step0=0, first_seed=100, **kw):
     S = theta.shape[0]
     theta = theta.copy()
     m, v = np.zeros_like(theta), np.zeros_like(theta)
     n_records = -(-epochs // record_every)
     loss_h, acc_h = np.full((S, n_records), np.nan), np.full((S, n_records), np.nan)
-    seeds = np.arange(100, 100 + S, dtype=np.uint64)
+    seeds = np.arange(first_seed, first_seed + S, dtype=np.uint64)
     done = fn(spec, loss_kind, shuffle, ADAM, X, Y, theta, m, v, seeds, epochs, B, step0, record_every,
               loss_h, acc_h, **kw)
     assert done == S * epochs
@@ -69,6 +71,7 @@ CASES = [
     # spec, loss kind, S, N, B (not dividing N), networks' own data
     pytest.param(SIGMOID_CNN, 0, 2, 13, 4, False, id="sigmoid-shared-data"),
     pytest.param(SOFTMAX_CNN, 1, 3, 11, 3, True, id="softmax-own-data"),
+    pytest.param(WIDE_CNN, 0, 2, 9, 4, False, id="wide"),
 ]
 
 
@@ -112,20 +115,23 @@ def test_chunks_of_epochs_and_repeats_are_bitwise_one_run():
     one = train(emulation.layerwise_train, SIGMOID_CNN, 0, 1, X, Y, theta, **kw)
     again = train(emulation.layerwise_train, SIGMOID_CNN, 0, 1, X, Y, theta, **kw)
     chunked = train(emulation.layerwise_train, SIGMOID_CNN, 0, 1, X, Y, theta, epoch_chunk=1, **kw)
+    # network 1 trained alone (its seed, its parameters) is network 1 of the pair, bitwise
+    alone = train(emulation.layerwise_train, SIGMOID_CNN, 0, 1, X, Y, theta[1:], first_seed=101, **kw)
     for name in one:
         assert np.array_equal(again[name], one[name], equal_nan=True), name
         assert np.array_equal(chunked[name], one[name], equal_nan=True), name
+        assert np.array_equal(alone[name], one[name][1:], equal_nan=True), name
 
 
 def test_reduction_splits_change_only_rounding():
-    # The split of a weight gradient's reduction over samples x pixels follows the GPU's size
-    # (H200: 16 splits of conv 1's here, 1 SM: 8): other partial sums, the same values to rounding.
+    # Another split of the weight gradients' reductions over samples x pixels (the GPU's: 16
+    # splits of conv 1's here; 8 blocks: 8 splits): other partial sums, the same values to rounding.
     X, Y = problem(SIGMOID_CNN, 0, 1, 16, np.float64, False, seed=7)
     theta = initial_theta(SIGMOID_CNN, 1, np.float64)
     kw = dict(epochs=1, B=16, record_every=1)
-    h200 = train(emulation.layerwise_train, SIGMOID_CNN, 0, 0, X, Y, theta, sm_count=132, **kw)
-    small = train(emulation.layerwise_train, SIGMOID_CNN, 0, 0, X, Y, theta, sm_count=1, **kw)
-    assert_same_run(small, h200, 1e-12)
+    gpu = train(emulation.layerwise_train, SIGMOID_CNN, 0, 0, X, Y, theta, **kw)
+    fewer = train(emulation.layerwise_train, SIGMOID_CNN, 0, 0, X, Y, theta, split_target=8, **kw)
+    assert_same_run(fewer, gpu, 1e-12)
 
 
 @pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-12), (np.float32, 1e-5)])
@@ -148,8 +154,8 @@ def test_bad_arguments_are_refused_like_net_train():
     theta = initial_theta(SIGMOID_CNN, 1, np.float64)
     with pytest.raises(ValueError, match="batch_size: must be in"):
         train(emulation.layerwise_train, SIGMOID_CNN, 0, 0, X, Y, theta, epochs=1, B=7, record_every=1)
-    with pytest.raises(ValueError, match="sm_count"):
-        train(emulation.layerwise_train, SIGMOID_CNN, 0, 0, X, Y, theta, epochs=1, B=2, record_every=1, sm_count=0)
+    with pytest.raises(ValueError, match="split_target"):
+        train(emulation.layerwise_train, SIGMOID_CNN, 0, 0, X, Y, theta, epochs=1, B=2, record_every=1, split_target=0)
     with pytest.raises(TypeError, match="theta"):
         out = np.zeros((1, 6, 1))
         emulation.layerwise_forward(SIGMOID_CNN, theta.astype(np.int32), X, out)

@@ -74,14 +74,6 @@ struct CudaExec {
   }
 };
 
-int64_t device_target_blocks() {
-  int device = 0, n_sm = 0;
-  if (cudaGetDevice(&device) != cudaSuccess ||
-      cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, device) != cudaSuccess)
-    n_sm = 1;
-  return target_blocks_for(n_sm);
-}
-
 // Networks per group: as many as kMaxScratchBytes and half the free memory allow, at least 1.
 int64_t networks_per_group(int S, int64_t bytes_per_net) {
   size_t free_bytes = 0, total_bytes = 0;
@@ -118,19 +110,11 @@ std::string message(cudaError_t e) { return e == cudaSuccess ? "" : cudaGetError
 template <class T>
 std::string layerwise_train_launch(const TrainArgs<T>& a, int S, int epoch_begin, int epoch_end, void* stream) {
   if (S <= 0 || epoch_end <= epoch_begin) return "";
-  CudaExec ex{static_cast<cudaStream_t>(stream), device_target_blocks()};
+  CudaExec ex{static_cast<cudaStream_t>(stream), kSplitTargetBlocks};
   const NetShape& s = a.shape;
-  // Products are split less the more networks run side by side: the partial sums are sized
-  // for the group size and the smaller last group.
-  const auto sizes_for = [&](int group, int last) {
-    const int64_t partial = std::max(partial_scalars<T>(s, group, a.B, true, ex.target_blocks),
-                                     partial_scalars<T>(s, last, a.B, true, ex.target_blocks));
-    return layerwise_sizes(s, a.B, a.N, partial);
-  };
-  const LayerwiseSizes all = sizes_for(S, S);
+  const LayerwiseSizes sizes = layerwise_sizes(s, a.B, a.N, partial_scalars<T>(s, a.B, true, ex.target_blocks));
   const int group = static_cast<int>(
-      networks_per_group(S, all.scalars_per_net * (int64_t)sizeof(T) + all.ints_per_net * 4 + 16));
-  const LayerwiseSizes sizes = sizes_for(group, S % group ? S % group : group);
+      networks_per_group(S, sizes.scalars_per_net * (int64_t)sizeof(T) + sizes.ints_per_net * 4 + 16));
   GroupScratch<T> scratch(sizes, group, ex.stream);
   ex.err = scratch.err;
   for (int net0 = 0; net0 < S && ex.ok(); net0 += group) {
@@ -154,16 +138,10 @@ template <class T>
 std::string layerwise_forward_launch(const NetShape& s, const T* theta, int S, const T* X, int64_t x_net_stride,
                                      int N, T* out, void* stream) {
   if (S <= 0 || N <= 0) return "";
-  CudaExec ex{static_cast<cudaStream_t>(stream), device_target_blocks()};
+  CudaExec ex{static_cast<cudaStream_t>(stream), kSplitTargetBlocks};
   const int rows = forward_chunk_rows(s, S, N);
-  const auto sizes_for = [&](int group, int last) {
-    const int64_t partial = std::max(partial_scalars<T>(s, group, rows, false, ex.target_blocks),
-                                     partial_scalars<T>(s, last, rows, false, ex.target_blocks));
-    return layerwise_sizes(s, rows, 0, partial);
-  };
-  const LayerwiseSizes all = sizes_for(S, S);
-  const int group = static_cast<int>(networks_per_group(S, all.scalars_per_net * (int64_t)sizeof(T) + 16));
-  const LayerwiseSizes sizes = sizes_for(group, S % group ? S % group : group);
+  const LayerwiseSizes sizes = layerwise_sizes(s, rows, 0, partial_scalars<T>(s, rows, false, ex.target_blocks));
+  const int group = static_cast<int>(networks_per_group(S, sizes.scalars_per_net * (int64_t)sizeof(T) + 16));
   GroupScratch<T> scratch(sizes, group, ex.stream);
   ex.err = scratch.err;
   const int K = s.n_logits();

@@ -91,11 +91,15 @@ FS_HD FS_INLINE GemmBlockPos gemm_block_pos(const GemmGrid& g, int b) {
   return p;
 }
 
-// Reduction splits: enough blocks in all to fill the GPU (target_blocks) when the tiles alone
-// do not, each split at least kMinSplitSlices slices deep (fewer, larger partial sums). The
-// split count depends only on the shapes, S and target_blocks, so a run is reproducible.
+// Reduction splits: a product whose tiles are fewer than target_blocks is split over its
+// reduction until one network's product has about that many blocks, each split at least
+// kMinSplitSlices slices deep (fewer, larger partial sums). The split depends only on the
+// product's shape, never on the number of networks, the group a network is trained in or the
+// GPU, so a network's result is bitwise the same for any S and on any device.
+// kSplitTargetBlocks: 8 blocks per SM of an H100/H200 (132 SMs) for a single network.
 constexpr int kMinSplitSlices = 4;
-inline GemmGrid make_gemm_grid(int64_t M, int64_t N, int64_t K, int S, int64_t target_blocks) {
+constexpr int64_t kSplitTargetBlocks = 1024;
+inline GemmGrid make_gemm_grid(int64_t M, int64_t N, int64_t K, int64_t target_blocks) {
   GemmGrid g;
   g.M = M;
   g.N = N;
@@ -103,7 +107,7 @@ inline GemmGrid make_gemm_grid(int64_t M, int64_t N, int64_t K, int S, int64_t t
   g.m_tiles = static_cast<int>((M + kTileM - 1) / kTileM);
   g.n_tiles = static_cast<int>((N + kTileN - 1) / kTileN);
   const int64_t slices = (K + kTileK - 1) / kTileK;
-  const int64_t tiles = (int64_t)g.m_tiles * g.n_tiles * S;
+  const int64_t tiles = (int64_t)g.m_tiles * g.n_tiles;
   int64_t splits = tiles >= target_blocks ? 1 : (target_blocks + tiles - 1) / tiles;
   const int64_t max_splits = (slices + kMinSplitSlices - 1) / kMinSplitSlices;
   if (splits > max_splits) splits = max_splits;
@@ -575,13 +579,14 @@ inline bool layerwise_supported(const NetShape& s) {
 //   each(S, n, f)                      f(net, e) for every network and e < n (one kernel)
 //   gemm(S, p, grid, partial, stride)  the tile blocks of a product (phases above)
 //   ok()                               false once a launch failed (the driver stops)
-// and `target_blocks`, the number of blocks that fills its device.
+// and `target_blocks`, the blocks per network a product is split up to (kSplitTargetBlocks;
+// other values only in tests).
 
 // Runs product p (with its second pass when split), or, with a sizing executor, records the
 // partial sums it needs.
 template <class Exec, class P, class T>
 void run_gemm(Exec& ex, int S, const P& p, int64_t M, int64_t N, int64_t K, const LayerwiseBuffers<T>& buf) {
-  const GemmGrid g = make_gemm_grid(M, N, K, S, ex.target_blocks);
+  const GemmGrid g = make_gemm_grid(M, N, K, ex.target_blocks);
   ex.gemm(S, p, g, buf.partial, buf.ws);
   if (g.splits > 1) ex.each(S, M * N, GemmReduce<P, T>{p, g, buf.partial, buf.ws});
 }
@@ -731,16 +736,13 @@ struct SizingExec {
 };
 
 template <class T>
-int64_t partial_scalars(const NetShape& s, int S, int B, bool training, int64_t target_blocks) {
+int64_t partial_scalars(const NetShape& s, int B, bool training, int64_t target_blocks) {
   SizingExec ex{target_blocks};
   LayerwiseBuffers<T> none{};
-  layerwise_forward_layers(ex, s, static_cast<const T*>(nullptr), S, B, none);
-  if (training) layerwise_backward_layers(ex, s, static_cast<const T*>(nullptr), S, B, none);
+  layerwise_forward_layers(ex, s, static_cast<const T*>(nullptr), 1, B, none);
+  if (training) layerwise_backward_layers(ex, s, static_cast<const T*>(nullptr), 1, B, none);
   return ex.partial;
 }
-
-// Blocks that fill a GPU of n_sm multiprocessors: products are split until there are this many.
-inline int64_t target_blocks_for(int n_sm) { return 8LL * (n_sm > 0 ? n_sm : 1); }
 
 // Rows per forward chunk: about kForwardChunkScalars activations for all S networks together
 // (at least one row), and within the 32-bit batch limits of the shared phase code.
