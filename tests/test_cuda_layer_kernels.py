@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import falsestruct_fast as fs
 from falsestruct_fast import _native
 
 from helpers import assert_close
@@ -96,6 +97,18 @@ def test_train_float32_matches_cpu_engine():
     actual = train(emulation.layerwise_train, SIGMOID_CNN, 0, 1, X, Y, theta, **kw)
     assert actual["theta"].dtype == np.float32
     assert_same_run(actual, expected, 2e-4)
+
+
+def test_paper_cnn_matches_cpu_engine():
+    # The paper's CNN at its real sizes (48 filters: two column tiles; a 3072-input dense layer
+    # whose products are split over the reduction), two images per batch.
+    spec = fs.paper_cnn().spec
+    X, Y = problem(spec, 0, 2, 4, np.float64, False, seed=13)
+    theta = initial_theta(spec, 2, np.float64)
+    kw = dict(epochs=2, B=2, record_every=1)
+    expected = train(_native.net_train, spec, 0, 1, X, Y, theta, n_threads=1, **kw)
+    actual = train(emulation.layerwise_train, spec, 0, 1, X, Y, theta, **kw)
+    assert_same_run(actual, expected, 1e-9)
 
 
 def test_one_network_continuing_run_matches_cpu_engine():
