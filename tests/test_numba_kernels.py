@@ -357,32 +357,38 @@ def test_flipping_scale_search_matches_native_search(dtype):
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_fused_shallow_step_equals_the_layer_kernels(dtype):
+@pytest.mark.parametrize("d", [2, 3])
+def test_fused_shallow_step_equals_the_layer_kernels(dtype, d):
     from falsestruct_fast.numba_kernels.losses import loss_grad
     from falsestruct_fast.numba_kernels.network import layers_backward, layers_forward, logits_of
     from falsestruct_fast.numba_kernels.shallow import is_shallow_binary, shallow_forward_backward
     from falsestruct_fast.numba_kernels.shape import layer_table, max_width, row_width
 
-    net = fs.MLP([3, 13, 1])  # 13 hidden units: the four partial sums and their remainder
+    # 13 hidden units: SIMD loops and their remainder; d = 2 takes the two-input loops (and
+    # 9 samples their blocks of four plus one), d = 3 the loops over any number of inputs
+    net = fs.MLP([d, 13, 1])
     layers = layer_table(spec_of(net))
     assert is_shallow_binary(layers) and not is_shallow_binary(layer_table(spec_of(fs.MLP([3, 4, 4, 1]))))
     theta = fs.init(net, seeds=[2], dtype=dtype).flat[0].copy()
-    theta[39:52] = np.random.default_rng(1).uniform(-1.0, 1.0, 13)  # hidden biases: some units dead
+    theta[13 * d:13 * d + 13] = np.random.default_rng(1).uniform(-1.0, 1.0, 13)  # hidden biases: some units dead
     B = 9
-    X = make_data(B, 3, seed=4).astype(dtype)
+    X = make_data(B, d, seed=4).astype(dtype)
     Y = (X[:, :1] > 0).astype(dtype)
     fused_acts = np.zeros(B * row_width(layers), dtype=dtype)
-    fused_acts[:B * 3] = X.ravel()
+    fused_acts[:B * d] = X.ravel()
     fused_grad = np.empty_like(theta)
-    shallow_forward_backward(layers, theta, fused_acts, Y, fused_grad)
+    fused_dz = np.empty(B, dtype=dtype)
+    shallow_forward_backward(layers, theta, fused_acts, Y, fused_dz, fused_grad)
     acts = np.zeros_like(fused_acts)
-    acts[:B * 3] = X.ravel()
+    acts[:B * d] = X.ravel()
     grad = np.empty_like(theta)
     delta_a, delta_b = np.empty(B * max_width(layers), dtype=dtype), np.empty(B * max_width(layers), dtype=dtype)
     layers_forward(layers, theta, acts, B)
     loss_grad(0, logits_of(layers, acts, B), Y, delta_a[:B].reshape(B, 1))
     layers_backward(layers, theta, acts, delta_a, delta_b, grad, B, False, True)
+    assert 0 < np.count_nonzero(acts[B * d:B * (d + 13)]) < B * 13  # live and dead hidden units
     np.testing.assert_array_equal(fused_grad, grad)
+    np.testing.assert_array_equal(fused_dz, delta_a[:B])
     np.testing.assert_array_equal(logits_of(layers, fused_acts, B), logits_of(layers, acts, B))
 
 

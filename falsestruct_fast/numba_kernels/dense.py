@@ -13,6 +13,19 @@ from .relu import relu_grad_if, relu_if
 NARROW_OUTPUTS = 8
 
 
+# Reassociation is allowed in this sum only: LLVM splits it into SIMD partial sums (a single
+# chain of dependent additions is several times slower). The order is fixed by the compiled
+# code: the same for every call on arrays of the same types (the fused shallow step's logit
+# equals the layer kernels' bit for bit), differing from the native engine's by rounding.
+@kernel(fastmath={"contract", "reassoc"})
+def dot(a, b):
+    """sum_j a[j] b[j] of two 1-D arrays of one dtype and length, in that dtype."""
+    s = a.dtype.type(0)
+    for j in range(a.shape[0]):
+        s += a[j] * b[j]
+    return s
+
+
 @kernel(inline="always")
 def _dot_strided(x, W, j, zero):
     """sum_i x[i] W[i, j] with four partial sums (i mod 4), added as (s0 + s1) + (s2 + s3):
@@ -41,6 +54,11 @@ def dense_forward(x, W, b, y, relu):
     B, n_in = x.shape
     n_out = W.shape[1]
     zero = y.dtype.type(0)
+    if n_out == 1:  # one column: contiguous (a copy only if W is not)
+        w = W.ravel()
+        for n in range(B):
+            y[n, 0] = relu_if(relu, b[0] + dot(x[n], w), zero)
+        return
     if n_out < NARROW_OUTPUTS:
         for n in range(B):
             for j in range(n_out):

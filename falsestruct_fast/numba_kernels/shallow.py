@@ -1,14 +1,16 @@
 """Experiment I's shallow network (one ReLU hidden layer, one logit, sigmoid loss) in one fused
-pass per sample: forward, the loss gradient and the backward pass add straight into the
-parameter gradients, instead of three passes over the batch through memory (the native engine
+step: the backward pass adds each sample's terms straight into the parameter gradients,
+instead of passes over the batch through memory for the hidden gradient (the native engine
 does the same in host_shallow_backward.h). Every sum runs in the generic kernels' order (over
-inputs, then over samples in ascending order), except the logit's dot product over hidden units."""
+inputs, then over samples in ascending order); the logit's dot product over hidden units is
+dense.dot, as in the layer kernels."""
 from __future__ import annotations
 
 import math
 
 from ._jit import kernel
-from .relu import relu_if
+from .dense import dot
+from .relu import relu_grad_if, relu_if
 from .shape import B_OFF, DENSE, KIND, N_IN, N_OUT, RELU, W_OFF
 
 
@@ -20,11 +22,16 @@ def is_shallow_binary(layers):
 
 
 @kernel
-def shallow_forward_backward(layers, theta, acts, yb, grad):
+def shallow_forward_backward(layers, theta, acts, yb, dz, grad):
     """For the batch at the start of acts (B rows, d inputs) and targets yb (B, 1): writes the
-    logits to acts (where layers_forward puts them; the hidden block is left holding the hidden
-    layer's gradient) and the gradient of the mean sigmoid cross-entropy to grad (P,), bitwise
-    what layers_forward, loss_grad and layers_backward give."""
+    logits to acts (where layers_forward puts them; the hidden block is overwritten), the
+    logits' gradient to dz (B,) and the gradient of the mean sigmoid cross-entropy to grad (P,),
+    bitwise what layers_forward, loss_grad and layers_backward give.
+
+    The forward pass of every sample comes first and the backward pass after it: one sample's
+    chain (hidden layer, logit, sigmoid, backward) would leave the core waiting on latencies,
+    while the samples' forward passes are independent. With two inputs (Experiment I) each
+    direction is one loop over hidden units per sample."""
     B = yb.shape[0]
     d, H = layers[0, N_IN], layers[0, N_OUT]
     T = theta.dtype.type
@@ -37,48 +44,121 @@ def shallow_forward_backward(layers, theta, acts, yb, grad):
     dW1 = grad[layers[0, W_OFF]:layers[0, B_OFF]].reshape((d, H))
     db1 = grad[layers[0, B_OFF]:layers[0, B_OFF] + H]
     dw2 = grad[layers[1, W_OFF]:layers[1, B_OFF]]
-    for e in range(grad.shape[0]):
-        grad[e] = zero
     x = acts[:B * d].reshape((B, d))
     hidden = acts[B * d:B * (d + H)].reshape((B, H))
     logits = acts[B * (d + H):B * (d + H + 1)]
     for n in range(B):
-        h = hidden[n]
-        for j in range(H):
-            h[j] = zero
-        for i in range(d):
-            xi = x[n, i]
-            for j in range(H):
-                h[j] += xi * W1[i, j]
-        s0 = zero
-        s1 = zero
-        s2 = zero
-        s3 = zero
-        j = 0
-        while j + 4 <= H:
-            h0 = relu_if(True, b1[j] + h[j], zero)
-            h1 = relu_if(True, b1[j + 1] + h[j + 1], zero)
-            h2 = relu_if(True, b1[j + 2] + h[j + 2], zero)
-            h3 = relu_if(True, b1[j + 3] + h[j + 3], zero)
-            h[j], h[j + 1], h[j + 2], h[j + 3] = h0, h1, h2, h3
-            s0 += h0 * w2[j]
-            s1 += h1 * w2[j + 1]
-            s2 += h2 * w2[j + 2]
-            s3 += h3 * w2[j + 3]
-            j += 4
-        while j < H:
-            h[j] = relu_if(True, b1[j] + h[j], zero)
-            s0 += h[j] * w2[j]
-            j += 1
-        z = b2 + ((s0 + s1) + (s2 + s3))
-        logits[n] = z
-        dz = (one / (one + math.exp(-z)) - yb[n, 0]) * scale
-        grad[layers[1, B_OFF]] += dz
-        for j in range(H):  # h becomes the hidden layer's gradient
-            dw2[j] += h[j] * dz
-            h[j] = dz * w2[j] if h[j] > zero else zero
-            db1[j] += h[j]
-        for i in range(d):
-            xi = x[n, i]
-            for j in range(H):
-                dW1[i, j] += xi * h[j]
+        if d == 2:
+            _hidden_row_2(x[n, 0], x[n, 1], W1[0], W1[1], b1, hidden[n], zero)
+        else:
+            _hidden_row(x[n], W1, b1, hidden[n], zero)
+        logits[n] = b2 + dot(hidden[n], w2)
+    for n in range(B):
+        dz[n] = (one / (one + math.exp(-logits[n])) - yb[n, 0]) * scale
+    for e in range(grad.shape[0]):
+        grad[e] = zero
+    db2 = zero
+    for n in range(B):
+        db2 += dz[n]
+    grad[layers[1, B_OFF]] = db2
+    n = 0
+    if d == 2:
+        while n + 4 <= B:
+            _hidden_backward_2x4(x, dz, hidden, n, w2, dW1[0], dW1[1], db1, dw2, zero)
+            n += 4
+    for n in range(n, B):
+        if d == 2:
+            _hidden_backward_2(x[n, 0], x[n, 1], dz[n], hidden[n], w2, dW1[0], dW1[1], db1, dw2, zero)
+        else:
+            _hidden_backward(x[n], dz[n], hidden[n], w2, dW1, db1, dw2, zero)
+
+
+@kernel(inline="always")
+def _hidden_row_2(a0, a1, W1_0, W1_1, b1, h, zero):
+    """h = relu(b1 + ((0 + a0 W1_0) + a1 W1_1)): dense_forward's expression for two inputs."""
+    for j in range(h.shape[0]):
+        s = zero
+        s += a0 * W1_0[j]
+        s += a1 * W1_1[j]
+        h[j] = relu_if(True, b1[j] + s, zero)
+
+
+@kernel(inline="always")
+def _hidden_row(x_n, W1, b1, h, zero):
+    """h = relu(b1 + sum_i x_n[i] W1[i]), the sum over inputs in ascending order."""
+    for j in range(h.shape[0]):
+        h[j] = zero
+    for i in range(x_n.shape[0]):
+        xi = x_n[i]
+        W1_i = W1[i]
+        for j in range(h.shape[0]):
+            h[j] += xi * W1_i[j]
+    for j in range(h.shape[0]):
+        h[j] = relu_if(True, b1[j] + h[j], zero)
+
+
+@kernel(inline="always")
+def _hidden_backward_2(a0, a1, g, h, w2, dW1_0, dW1_1, db1, dw2, zero):
+    """One sample's terms of the parameter gradients below the logit (gradient g), two inputs."""
+    for j in range(h.shape[0]):
+        hj = h[j]
+        dw2[j] += hj * g
+        gh = relu_grad_if(True, hj, g * w2[j], zero)
+        db1[j] += gh
+        dW1_0[j] += a0 * gh
+        dW1_1[j] += a1 * gh
+
+
+@kernel(inline="always")
+def _hidden_backward_2x4(x, dz, hidden, n, w2, dW1_0, dW1_1, db1, dw2, zero):
+    """_hidden_backward_2 for samples n .. n + 3 in one loop: each gradient element is loaded
+    and stored once for four samples (not once per sample) and receives their terms in
+    ascending order, so the sums are the same."""
+    a0, a1, a2, a3 = x[n, 0], x[n + 1, 0], x[n + 2, 0], x[n + 3, 0]
+    c0, c1, c2, c3 = x[n, 1], x[n + 1, 1], x[n + 2, 1], x[n + 3, 1]
+    g0, g1, g2, g3 = dz[n], dz[n + 1], dz[n + 2], dz[n + 3]
+    h0, h1, h2, h3 = hidden[n], hidden[n + 1], hidden[n + 2], hidden[n + 3]
+    for j in range(w2.shape[0]):
+        w = w2[j]
+        s_w2, s_b1, s_w10, s_w11 = dw2[j], db1[j], dW1_0[j], dW1_1[j]
+        hj = h0[j]
+        s_w2 += hj * g0
+        gh = relu_grad_if(True, hj, g0 * w, zero)
+        s_b1 += gh
+        s_w10 += a0 * gh
+        s_w11 += c0 * gh
+        hj = h1[j]
+        s_w2 += hj * g1
+        gh = relu_grad_if(True, hj, g1 * w, zero)
+        s_b1 += gh
+        s_w10 += a1 * gh
+        s_w11 += c1 * gh
+        hj = h2[j]
+        s_w2 += hj * g2
+        gh = relu_grad_if(True, hj, g2 * w, zero)
+        s_b1 += gh
+        s_w10 += a2 * gh
+        s_w11 += c2 * gh
+        hj = h3[j]
+        s_w2 += hj * g3
+        gh = relu_grad_if(True, hj, g3 * w, zero)
+        s_b1 += gh
+        s_w10 += a3 * gh
+        s_w11 += c3 * gh
+        dw2[j], db1[j], dW1_0[j], dW1_1[j] = s_w2, s_b1, s_w10, s_w11
+
+
+@kernel(inline="always")
+def _hidden_backward(x_n, g, h, w2, dW1, db1, dw2, zero):
+    """As _hidden_backward_2 for any number of inputs; h is left holding the hidden gradient."""
+    for j in range(h.shape[0]):
+        hj = h[j]
+        dw2[j] += hj * g
+        gh = relu_grad_if(True, hj, g * w2[j], zero)
+        h[j] = gh
+        db1[j] += gh
+    for i in range(x_n.shape[0]):
+        xi = x_n[i]
+        dW1_i = dW1[i]
+        for j in range(h.shape[0]):
+            dW1_i[j] += xi * h[j]

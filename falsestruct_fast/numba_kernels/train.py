@@ -50,7 +50,7 @@ def _adam_step(layers, loss_kind, lr, beta1, beta2, eps, t, theta, m, v, acts, d
     K = n_logits(layers)
     fused = loss_kind == SIGMOID_CE and is_shallow_binary(layers)
     if fused:
-        shallow_forward_backward(layers, theta, acts, yb, grad)
+        shallow_forward_backward(layers, theta, acts, yb, delta_a[:B], grad)
     else:
         layers_forward(layers, theta, acts, B)
     z = logits_of(layers, acts, B)
