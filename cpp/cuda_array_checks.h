@@ -350,4 +350,33 @@ DeepFoolArgs<T> deepfool_args(const DeviceContext& ctx, const fs::NetShape& s, p
   return a;
 }
 
+template <class T>
+struct FlippingScaleArgs {
+  int S = 0, N = 0;
+  const T* theta = nullptr;
+  const T* X = nullptr;
+  int64_t x_net_stride = 0;
+  const double* directions = nullptr;
+  T* r = nullptr;
+  int* status = nullptr;
+  int* evals = nullptr;
+};
+
+template <class T>
+FlippingScaleArgs<T> flipping_scale_args(const DeviceContext& ctx, const fs::NetShape& s, py::handle theta,
+                                         py::handle X, py::handle directions, py::handle r,
+                                         py::handle status, py::handle evals) {
+  FlippingScaleArgs<T> a;
+  a.S = leading_dim(theta, "theta");
+  a.theta = device_data<T>(ctx, theta, "theta", {-1, s.n_params}, false);
+  a.X = data_array<T>(ctx, X, "X", a.S, s.width[0], &a.x_net_stride, &a.N);
+  a.directions = device_data<double>(ctx, directions, "directions", {a.S, a.N, s.width[0]}, false);
+  a.r = device_data<T>(ctx, r, "perturbation_out", {a.S, a.N, s.width[0]}, true);
+  a.status = device_data<int>(ctx, status, "status_out", {a.S, a.N}, true);
+  a.evals = device_data<int>(ctx, evals, "evaluations_out", {a.S, a.N}, true);
+  check_outputs_disjoint({{"perturbation_out", r}, {"status_out", status}, {"evaluations_out", evals},
+                          {"theta", theta}, {"X", X}, {"directions", directions}}, 3);
+  return a;
+}
+
 }  // namespace fs_cuda_py

@@ -12,6 +12,8 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cmath>
+
 #include "cuda_array_checks.h"
 #include "falsestruct/network_cuda.h"
 #include "network_args.h"
@@ -132,6 +134,23 @@ void deepfool_impl(const fs::NetShape& s, py::handle theta, py::handle X, py::ha
   });
 }
 
+template <class T>
+bool flipping_scale_impl(const fs::NetShape& s, py::handle theta, py::handle X, py::handle directions,
+                         double rtol, int64_t max_doublings, py::handle r, py::handle status,
+                         py::handle evals, Stream stream) {
+  if (!(std::isfinite(rtol) && rtol > 0 && rtol < 1))
+    throw py::value_error("rtol: must be in (0, 1), got " + fs_py::float_str(rtol));
+  const int doublings = fs_py::int_option(max_doublings, "max_doublings", 0, fs::kMaxIntCount);
+  const DeviceContext ctx = require_device();
+  const auto a = flipping_scale_args<T>(ctx, s, theta, X, directions, r, status, evals);
+  if (!fs::cuda::flipping_scale_supported<T>(s)) return false;
+  run_on_stream(stream, [&] {
+    return fs::cuda::flipping_scale(s, a.theta, a.S, a.X, a.x_net_stride, a.N, a.directions, rtol, doublings,
+                                    a.r, a.status, a.evals, stream);
+  });
+  return true;
+}
+
 // The float type of an operation comes from theta (float32 unless it is float64; every
 // other array is then checked against it). No GPU: the RuntimeError comes first.
 bool theta_is_float64(py::handle theta) {
@@ -205,6 +224,21 @@ PYBIND11_MODULE(_cuda, mod) {
       "Epochs [epoch_begin, epoch_end) of the run _native.net_train(..., epochs, step0, ...) "
       "describes, on GPU arrays (seeds uint64, histories float64 on the device). Successive "
       "ranges give bitwise the result of one call (records and batch order follow the run).");
+  mod.def(
+      "net_flipping_scale",
+      [](py::handle spec, py::handle theta, py::handle X, py::handle directions, double rtol,
+         int64_t max_doublings, py::handle r, py::handle status, py::handle evals, Stream stream) {
+        const auto s = fs_py::shape_from(spec);
+        if (theta_is_float64(theta))
+          return flipping_scale_impl<double>(s, theta, X, directions, rtol, max_doublings, r, status, evals, stream);
+        return flipping_scale_impl<float>(s, theta, X, directions, rtol, max_doublings, r, status, evals, stream);
+      },
+      py::arg("spec"), py::arg("theta"), py::arg("X"), py::arg("directions"), py::arg("rtol"),
+      py::arg("max_doublings"), py::arg("perturbation_out"), py::arg("status_out"),
+      py::arg("evaluations_out"), py::arg("stream") = 0,
+      "The baselines' search (attacks.baselines.smallest_flipping_scale) per point along directions "
+      "(S, N, d) float64: perturbation (S, N, d) T, status and evaluations (S, N) int32. Returns "
+      "False (nothing done) for networks the per-point kernels do not hold.");
   mod.def(
       "net_deepfool",
       [](py::handle spec, py::handle theta, py::handle X, py::handle pert, py::handle iters,

@@ -15,7 +15,8 @@ checked, C-contiguous arrays of one dtype:
 - ``deepfool(net, flat, X, pert, iters, status, overshoot, max_iter, linf, candidates,
   foolbox, clip, threads, progress)``: pert (S, N, D), iters and status (S, N) int32;
 - ``flipping_scale``: the baselines' search as a kernel, or None when the engine runs the
-  generic search of :mod:`falsestruct_fast.attacks.baselines` over its ``forward``.
+  generic search of :mod:`falsestruct_fast.attacks.baselines` over its ``forward`` (the
+  method may also return None for a network it does not hold).
 
 ``threads`` is 0 for "all cores". Every engine gives the same networks for the same seeds.
 The CUDA engine's arrays are CuPy arrays (:mod:`falsestruct_fast.device_arrays`).
@@ -71,8 +72,6 @@ class CudaEngine:
     the result of one launch. ``threads`` is ignored (the GPU decides)."""
 
     name = "cuda"
-    # Baselines: the generic search of attacks.baselines over this engine's forward.
-    flipping_scale = None
     # Seconds of GPU work per training launch after the first (the Ctrl-C latency).
     CHUNK_SECONDS = 0.3
 
@@ -122,6 +121,22 @@ class CudaEngine:
         if progress is not None:
             points = flat.shape[0] * X.shape[-2]
             progress(points, points)
+
+    def flipping_scale(self, net, flat, X, directions, rtol, max_doublings, threads):
+        """The baselines' search, one GPU thread per point, for the networks the per-point
+        kernels hold: (perturbation (S, N, D), status, evaluations (S, N) int32) as NumPy
+        arrays; None for other networks (the generic search then runs over forward)."""
+        cuda, cp = self.require(), device_arrays.cupy()
+        S, N = directions.shape[:2]
+        flat_d, X_d = cp.asarray(flat), cp.asarray(X)
+        dirs = cp.ascontiguousarray(cp.asarray(directions), dtype=np.float64)
+        r = cp.empty(directions.shape, dtype=flat.dtype)
+        status = cp.empty((S, N), dtype=np.int32)
+        evals = cp.empty((S, N), dtype=np.int32)
+        if not cuda.net_flipping_scale(net.spec, flat_d, X_d, dirs, float(rtol), int(max_doublings), r,
+                                       status, evals, device_arrays.stream_handle()):
+            return None
+        return cp.asnumpy(r), cp.asnumpy(status), cp.asnumpy(evals)
 
 
 def for_epoch_chunks(epochs: int, run, chunk_seconds: float, progress=None,

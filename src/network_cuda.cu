@@ -336,6 +336,20 @@ std::string deepfool(const NetShape& s, const T* theta, int S, const T* X, int64
 }
 
 template <class T>
+bool flipping_scale_supported(const NetShape& s) {
+  return point_kernels_supported<T>(s, point_shared_bytes_limit());
+}
+
+template <class T>
+std::string flipping_scale(const NetShape& s, const T* theta, int S, const T* X, int64_t xs, int N,
+                           const double* directions, double rtol, int max_doublings, T* r, int* status,
+                           int* evals, Stream stream) {
+  if (S == 0 || N == 0) return "";
+  return point_flipping_scale_launch(s, theta, S, X, xs, N, directions, rtol, max_doublings, r, status,
+                                     evals, reinterpret_cast<void*>(stream));
+}
+
+template <class T>
 std::string count_bad_labels(const T* y, int64_t count, int K, int64_t* bad, Stream stream) {
   *bad = 0;
   if (count == 0) return "";
@@ -365,7 +379,10 @@ std::string count_bad_labels(const T* y, int64_t count, int K, int64_t* bad, Str
                                             T*, Stream);                                             \
   template std::string deepfool<T>(const NetShape&, const T*, int, const T*, int64_t, int,           \
                                    const DeepFoolOptions&, T*, int*, int*, Stream);                  \
-  template std::string count_bad_labels<T>(const T*, int64_t, int, int64_t*, Stream);
+  template std::string count_bad_labels<T>(const T*, int64_t, int, int64_t*, Stream);               \
+  template bool flipping_scale_supported<T>(const NetShape&);                                      \
+  template std::string flipping_scale<T>(const NetShape&, const T*, int, const T*, int64_t, int,     \
+                                         const double*, double, int, T*, int*, int*, Stream);
 FS_INSTANTIATE(float)
 FS_INSTANTIATE(double)
 #undef FS_INSTANTIATE

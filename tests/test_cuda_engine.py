@@ -210,6 +210,7 @@ class _StandInCuda:
 
     def __init__(self):
         self.calls = []
+        self.per_point_search = True
 
     def device_count(self):
         return 1
@@ -230,6 +231,13 @@ class _StandInCuda:
         self.calls.append(("train", args[-3], args[-2]))
         emu.train_epochs(*args[:-1], emulate_threads=EMULATED)
 
+    def net_flipping_scale(self, spec, theta, X, directions, rtol, max_doublings, r, status, evals, stream):
+        self.calls.append("flipping_scale")
+        if not self.per_point_search:
+            return False  # a network the per-point kernels do not hold
+        emu.point_flipping_scale(spec, theta, X, directions, rtol, max_doublings, r, status, evals)
+        return True
+
     def net_deepfool(self, spec, theta, X, pert, iters, status, overshoot, max_iter, linf, cand, foolbox,
                      clip, stream):
         self.calls.append("deepfool")
@@ -247,6 +255,7 @@ class _NumpyAsCupy(types.ModuleType):
     def __init__(self):
         super().__init__("cupy_stand_in")
         self.asarray, self.full, self.asnumpy = np.asarray, np.full, np.array
+        self.empty, self.ascontiguousarray = np.empty, np.ascontiguousarray
         self.cuda = types.SimpleNamespace(get_current_stream=lambda: types.SimpleNamespace(ptr=0))
 
 
@@ -281,9 +290,14 @@ def test_public_api_on_the_cuda_engine_matches_native(stand_in_cuda):
     dfn = fs.deepfool(net, params, X, **ref)
     np.testing.assert_array_equal(dfc.status, dfn.status)
     np.testing.assert_allclose(dfc.norm, dfn.norm, rtol=1e-9)
-    rc = fs.random_attack(net, params, X, **cuda)
-    np.testing.assert_array_equal(rc.status, fs.random_attack(net, params, X, **ref).status)
-    assert {"forward", "input_grads", "loss_and_grad", "deepfool"} <= set(stand_in_cuda.calls)
+    for per_point in (True, False):  # the search as one kernel, or over forward passes
+        stand_in_cuda.per_point_search = per_point
+        for attack in (fs.random_attack, fs.fast_gradient_attack):
+            rc, rn = attack(net, params, X, **cuda), attack(net, params, X, **ref)
+            np.testing.assert_array_equal(rc.status, rn.status)
+            np.testing.assert_array_equal(rc.iterations, rn.iterations)
+            np.testing.assert_allclose(rc.norm, rn.norm, rtol=1e-12)
+    assert {"forward", "input_grads", "loss_and_grad", "deepfool", "flipping_scale"} <= set(stand_in_cuda.calls)
     for out in (lc, dc, dfc.perturbation):
         assert type(out) is np.ndarray  # NumPy in, NumPy out
 

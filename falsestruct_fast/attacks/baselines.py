@@ -42,7 +42,9 @@ def smallest_flipping_scale(net: Network, params, X, directions: np.ndarray, *, 
     flat = flatten(net, params)
     eng = engines.get(engine)
     if eng.flipping_scale is not None:  # the engine runs this search as one kernel
-        return eng.flipping_scale(net, flat, X, directions, rtol, max_doublings, _threads(threads))
+        found = eng.flipping_scale(net, flat, X, directions, rtol, max_doublings, _threads(threads))
+        if found is not None:  # (None: not for this network)
+            return found
     dtype = flat.dtype
     Xs = np.broadcast_to(X, directions.shape)
     with np.errstate(invalid="ignore", over="ignore"):

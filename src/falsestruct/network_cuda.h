@@ -59,6 +59,17 @@ std::string deepfool(const NetShape& s, const T* theta, int S, const T* X, int64
                      int N, const DeepFoolOptions& o, T* pert, int* iters, int* status,
                      Stream stream);
 
+// The baselines' search (attacks/baselines.py smallest_flipping_scale) of every point of X along
+// directions (S, N, d) float64, one GPU thread per point: r (S, N, d), status and evals
+// (S, N) int32. Only for networks with flipping_scale_supported<T>(s) (the per-point
+// kernels hold them); others run the search on the host over forward.
+template <class T>
+bool flipping_scale_supported(const NetShape& s);
+template <class T>
+std::string flipping_scale(const NetShape& s, const T* theta, int S, const T* X, int64_t x_net_stride,
+                           int N, const double* directions, double rtol, int max_doublings, T* r,
+                           int* status, int* evals, Stream stream);
+
 // Softmax labels are array indices in the kernels: counts the entries of y (count values)
 // that are not integers in [0, K), into *bad (host), so that a bad label is refused before
 // any kernel reads with it. Synchronizes `stream`.
