@@ -1,7 +1,7 @@
 // CPU emulation of the per-point kernels (src/falsestruct/cuda/point_kernels.h): the grid of
 // src/cuda/point_kernels.cu run block by block, each unit's weights staged into a per-block
 // buffer (shared memory, poisoned with NaN before staging) and then every thread's points
-// run one after the other with the thread's own scratch slice. Bound as
+// run one after the other with the thread's own scratch (the kernel's local arrays). Bound as
 // _native.cuda_emulation.point_forward / point_input_grads / point_deepfool, with the
 // arguments and contracts of _native.net_forward / net_logit_input_grads / net_deepfool, and
 // point_flipping_scale (the baselines' search of attacks/baselines.py).
@@ -55,8 +55,7 @@ void emulate_point_kernel(const fs::NetShape& s, const T* theta, int S, int N, c
   if (S == 0 || N == 0) return;
   const int64_t max_blocks = dev.sm_count * fc::kPointBlocksPerSm;
   const fc::PointGrid g = fc::make_point_grid(S, N, dev.threads, max_blocks);
-  const int64_t blocks = fc::point_grid_blocks(
-      g, max_blocks, scalars_per_thread * (int64_t)sizeof(T) + ints_per_thread * (int64_t)sizeof(int));
+  const int64_t blocks = fc::point_grid_blocks(g, max_blocks);
   std::vector<T> scratch(blocks * dev.threads * scalars_per_thread);
   std::vector<int> ints(blocks * dev.threads * ints_per_thread);
   std::vector<T> shared(s.n_params);

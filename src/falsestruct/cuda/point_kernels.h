@@ -1,7 +1,8 @@
 // Per-point kernels for MLPs on the GPU: one thread owns one data point, the weights of one
 // network sit in shared memory (staged once per block, then read by every thread of the block
 // at the same address: broadcasts), and a point's state stays in the thread (registers for
-// Experiment I's shallow binary nets, else a private slice of a scratch buffer). There is no
+// Experiment I's shallow binary nets, else a private scratch array in local memory, which
+// the GPU interleaves across threads and caches in L1). There is no
 // barrier inside a point's loop, so DeepFool points that need more steps do not hold back the
 // others. Forward (logits), input gradients of every logit, DeepFool (the contract of
 // deepfool.h's deepfool_rows, decided per point) and the baselines' flipping-scale search are
@@ -25,9 +26,12 @@ constexpr int kPointThreads = 128;  // threads per block of the per-point kernel
 // Shallow binary nets with at most this many inputs keep a point's vectors in registers
 // (the input width is a template parameter); wider or deeper nets use the scratch path.
 constexpr int kPointRegisterInputs = 4;
-// The scratch path's per-thread scratch (scalars): beyond it the generic block-per-tile
-// kernels of network_cuda.cu are the better choice (and the scratch would not fit).
-constexpr int64_t kPointMaxScratch = 2048;
+// The scratch path's per-thread scratch (scalars) comes in two sizes (the kernel's local
+// array; the driver reserves it for every resident thread, so small nets get the small one).
+// Networks needing more run on the generic block-per-tile kernels of network_cuda.cu, which
+// share a wide layer's work among a block's threads.
+constexpr int kPointSmallScratch = 128;
+constexpr int64_t kPointMaxScratch = 512;
 
 // ---- which networks, and how much memory ------------------------------------------------
 // Input width D when `s` is a shallow binary MLP (dense, one ReLU hidden layer, one logit)
@@ -44,9 +48,15 @@ FS_HD FS_INLINE int64_t point_scratch_scalars(const NetShape& s, bool deepfool) 
   if (point_register_inputs(s) > 0) return 0;
   return (int64_t)s.sum_width - s.width[0] + 2LL * s.max_width + (deepfool ? 4LL * s.width[0] : 0);
 }
-// Scratch ints per thread (DeepFool's candidate classes).
+// Scratch ints per thread (DeepFool's candidate classes: fewer than K <= max_width, so at
+// most half the scalars).
 FS_HD FS_INLINE int64_t point_scratch_ints(const NetShape& s, int candidates) {
   return point_register_inputs(s) > 0 ? 0 : (s.n_logits() > 1 ? candidates : 1);
+}
+// The local array size for a scratch of `scalars`: 0 (register path), kPointSmallScratch or
+// kPointMaxScratch.
+FS_HD FS_INLINE int point_scratch_tier(int64_t scalars) {
+  return scalars == 0 ? 0 : (scalars <= kPointSmallScratch ? kPointSmallScratch : (int)kPointMaxScratch);
 }
 
 template <class T>
@@ -79,8 +89,6 @@ struct PointGrid {
 
 // 128-thread blocks resident on one SM at full occupancy: the grid's target size per SM.
 constexpr int kPointBlocksPerSm = 16;
-// Most scratch (bytes) one launch allocates; the grid is made smaller to stay within it.
-constexpr int64_t kPointScratchBudget = int64_t(1) << 30;
 
 // Splits each network's points over enough blocks that about target_blocks units exist
 // (at least one block per network, at most one per `threads` points).
@@ -97,11 +105,9 @@ inline PointGrid make_point_grid(int S, int N, int threads, int64_t target_block
 }
 
 // Blocks of the grid: every unit when there are at most max_blocks (blocks loop over the
-// rest), and no more than the scratch budget allows (scratch_bytes per thread).
-inline int64_t point_grid_blocks(const PointGrid& g, int64_t max_blocks, int64_t scratch_bytes) {
-  int64_t blocks = g.units() < max_blocks ? g.units() : max_blocks;
-  const int64_t per_block = scratch_bytes * g.threads;
-  if (per_block > 0 && blocks > kPointScratchBudget / per_block) blocks = kPointScratchBudget / per_block;
+// rest).
+inline int64_t point_grid_blocks(const PointGrid& g, int64_t max_blocks) {
+  const int64_t blocks = g.units() < max_blocks ? g.units() : max_blocks;
   return blocks < 1 ? 1 : blocks;
 }
 
@@ -425,6 +431,7 @@ FS_HD FS_INLINE int flipping_scale_point(Model& net, int d, int K, const T* x0, 
 // scratch. D > 0: the register path for a shallow binary MLP with D inputs; D = 0: MlpPoint.
 template <class T, int D>
 struct PointForwardOp {
+  static constexpr int kRegisterInputs = D;
   NetShape s;
   const T* X;
   int64_t x_net_stride;
@@ -449,6 +456,7 @@ struct PointForwardOp {
 
 template <class T, int D>
 struct PointInputGradsOp {
+  static constexpr int kRegisterInputs = D;
   NetShape s;
   const T* X;
   int64_t x_net_stride;
@@ -474,6 +482,7 @@ struct PointInputGradsOp {
 
 template <class T, int D>
 struct PointDeepFoolOp {
+  static constexpr int kRegisterInputs = D;
   NetShape s;
   const T* X;
   int64_t x_net_stride;
@@ -502,6 +511,7 @@ struct PointDeepFoolOp {
 
 template <class T, int D>
 struct PointFlippingScaleOp {
+  static constexpr int kRegisterInputs = D;
   NetShape s;
   const T* X;
   int64_t x_net_stride;
@@ -553,11 +563,10 @@ inline void with_point_path(const NetShape& s, Body&& body) {
 // pass to point_kernels_supported.
 int64_t point_shared_bytes_limit();
 
-// Same contracts as fs::cuda::net_forward / the CPU engine's logit input gradients / deepfool,
-// for networks with point_kernels_supported<T>(s, the device's opt-in shared memory per
-// block). Kernels are queued on `stream` (a cudaStream_t; nullptr: the default stream) and not
-// waited for; the scratch they need is allocated and freed in stream order. Returns "" or the
-// CUDA error message (the launch is checked).
+// Same contracts as fs::cuda::forward / logit_input_grads / deepfool (network_cuda.h), for
+// networks with point_kernels_supported<T>(s, point_shared_bytes_limit()). One kernel is
+// queued on `stream` (a cudaStream_t; nullptr: the default stream) and not waited for; it
+// allocates nothing. Returns "" or the CUDA error message (the launch is checked).
 template <class T>
 std::string point_forward_launch(const NetShape& s, const T* theta, int S, const T* X,
                                  int64_t x_net_stride, int N, T* out, void* stream);
