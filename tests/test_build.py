@@ -57,6 +57,6 @@ def test_cuda_engine_built_when_nvcc_present():
 
     n_devices = _cuda.device_count()
     assert isinstance(n_devices, int) and n_devices == info["cuda_devices"]
-    assert callable(_cuda.net_train) and callable(_cuda.net_forward)
+    assert callable(_cuda.net_train_epochs) and callable(_cuda.net_forward)
     if n_devices > 0:
         assert isinstance(_cuda.device_name(0), str) and _cuda.device_name(0)
