@@ -9,12 +9,15 @@ namespace cuda {
 namespace {
 
 // Blocks of kFusedMaxThreads threads per SM that the register allocation must allow (ptxas
-// otherwise takes more registers than the kernel needs): Experiment I's tile in 85 (float32)
-// and 128 (float64) registers, the larger tiles in 128 (float32) and 255 (float64), all
-// without spilling.
+// otherwise takes more registers than the kernel needs). Experiment I's float32 tile in 64
+// registers: 8 blocks of 128 threads per SM (1000 networks in one wave on an H200's 132 SMs;
+// ptxas spills 44 bytes, presumably long-lived values read once per step such as the Adam
+// moments: to be confirmed on a GPU against the 85-register build, which spills nothing but
+// fits 6 blocks); float64 in 128 (126, no spill: 4 blocks); the larger tiles in 128
+// (float32) and 255 (float64), without spilling.
 template <class Tile, class T>
 constexpr int fused_min_blocks() {
-  return sizeof(T) == 4 ? (Tile::kParams <= 4 ? 3 : 2) : (Tile::kParams <= 4 ? 2 : 1);
+  return sizeof(T) == 4 ? (Tile::kParams <= 4 ? 4 : 2) : (Tile::kParams <= 4 ? 2 : 1);
 }
 
 template <class Tile, class T>
