@@ -95,8 +95,8 @@ FS_HD FS_INLINE GemmBlockPos gemm_block_pos(const GemmGrid& g, int b) {
 // reduction until one network's product has about that many blocks, each split at least
 // kMinSplitSlices slices deep (fewer, larger partial sums). The split depends only on the
 // product's shape, never on the number of networks, the group a network is trained in or the
-// GPU, so a network's result is bitwise the same for any S and on any device.
-// kSplitTargetBlocks: 8 blocks per SM of an H100/H200 (132 SMs) for a single network.
+// GPU's size, so a network's result is bitwise the same whatever S it is trained with.
+// kSplitTargetBlocks: about 8 blocks per SM of an H100/H200 (132 SMs) for a single network.
 constexpr int kMinSplitSlices = 4;
 constexpr int64_t kSplitTargetBlocks = 1024;
 inline GemmGrid make_gemm_grid(int64_t M, int64_t N, int64_t K, int64_t target_blocks) {
