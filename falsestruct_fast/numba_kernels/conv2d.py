@@ -62,16 +62,15 @@ def conv2d_forward(x, K, b, y, relu):
                 yo = y[n, h, w]
                 for co in range(Cout):
                     yo[co] = zero
-                # taps kw_lo .. kw_hi of a kernel row fall inside the image: their inputs
-                # are one contiguous run of x (NHWC), their kernel rows one block of K
-                kw_lo = max(0, p - w)
-                kw_hi = min(k, W + p - w)
                 for kh in range(k):
                     ih = h + kh - p
-                    if ih < 0 or ih >= H or kw_lo >= kw_hi:
+                    if ih < 0 or ih >= H:
                         continue
-                    run = x[n, ih, w + kw_lo - p:w + kw_hi - p].reshape((kw_hi - kw_lo) * Cin)
-                    _add_rows(yo, run, K[kh, kw_lo:kw_hi].reshape(((kw_hi - kw_lo) * Cin, Cout)))
+                    for kw in range(k):
+                        iw = w + kw - p
+                        if iw < 0 or iw >= W:
+                            continue
+                        _add_rows(yo, x[n, ih, iw], K[kh, kw])
                 for co in range(Cout):
                     yo[co] = relu_if(relu, b[co] + yo[co], zero)
 

@@ -2,14 +2,14 @@
 step: the backward pass adds each sample's terms straight into the parameter gradients,
 instead of passes over the batch through memory for the hidden gradient (the native engine
 does the same in host_shallow_backward.h). Every sum runs in the generic kernels' order (over
-inputs, then over samples in ascending order); the logit's dot product over hidden units is
-dense.dot, as in the layer kernels."""
+inputs, then over samples in ascending order); the logits' dot products over hidden units are
+dense.dot_rows, as in the layer kernels."""
 from __future__ import annotations
 
 import math
 
 from ._jit import kernel
-from .dense import dot
+from .dense import dot_rows
 from .relu import relu_grad_if, relu_if
 from .shape import B_OFF, DENSE, KIND, N_IN, N_OUT, RELU, W_OFF
 
@@ -52,8 +52,9 @@ def shallow_forward_backward(layers, theta, acts, yb, dz, grad):
             _hidden_row_2(x[n, 0], x[n, 1], W1[0], W1[1], b1, hidden[n], zero)
         else:
             _hidden_row(x[n], W1, b1, hidden[n], zero)
-        logits[n] = b2 + dot(hidden[n], w2)
+    dot_rows(hidden, w2, logits)
     for n in range(B):
+        logits[n] = b2 + logits[n]
         dz[n] = (one / (one + math.exp(-logits[n])) - yb[n, 0]) * scale
     for e in range(grad.shape[0]):
         grad[e] = zero
