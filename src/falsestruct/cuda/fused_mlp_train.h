@@ -10,7 +10,7 @@
 // threads). Hidden unit i of a network belongs to lane i mod threads_per_net (Tile::kUnits units
 // per lane): the lane keeps that unit's input weights W0[:, i], bias b0[i], output weights
 // W1[i, :] and their Adam moments in registers for the whole launch (lane j < K also owns the
-// logit bias b1[j]). Shared memory per network: W1 and b1 (read by every lane), the hidden
+// logit bias b1[j]). Shared memory per network: b1 and (read when K > 1) W1, the hidden
 // activations of the batch (B x H, row stride odd: no bank conflicts), logits and their
 // gradient (B x K), two batch buffers (x and targets, double-buffered), the epoch's order.
 // One step is two phases (two barriers):
