@@ -30,8 +30,9 @@ def shallow_forward_backward(layers, theta, acts, yb, dz, grad):
 
     The forward pass of every sample comes first and the backward pass after it: one sample's
     chain (hidden layer, logit, sigmoid, backward) would leave the core waiting on latencies,
-    while the samples' forward passes are independent. With two inputs (Experiment I) each
-    direction is one loop over hidden units per sample."""
+    while the samples' forward passes are independent. With two inputs (Experiment I) the
+    forward pass is one loop over hidden units per sample and the backward pass one per four
+    samples."""
     B = yb.shape[0]
     d, H = layers[0, N_IN], layers[0, N_OUT]
     T = theta.dtype.type
