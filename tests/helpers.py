@@ -73,9 +73,18 @@ def native_train(net, params, X, y, *, shuffle, epochs, batch_size, record_every
 # ----------------------------------------------------------------------------------------
 # a fresh interpreter: calls that could crash (a signal) fail the test instead of pytest
 # ----------------------------------------------------------------------------------------
+def default_sigint_in_child() -> None:
+    """preexec_fn: Ctrl-C (SIGINT) at its default in the child, so that Python installs its
+    KeyboardInterrupt handler there even when the test run itself ignores SIGINT (a shell
+    starts background jobs `cmd &` that way), which the child would otherwise inherit."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def python_subprocess(script: str, *args: str, **popen):
     """Popen of `python -c script args...` importing the very falsestruct_fast under test.
-    stdout and stderr are text pipes."""
+    stdout and stderr are text pipes; SIGINT is at its default in the child."""
     import os
     import subprocess
     import sys
@@ -89,6 +98,7 @@ def python_subprocess(script: str, *args: str, **popen):
     # `python -c` puts its working directory first on sys.path: run beside the package under
     # test, never in a checkout whose source folder would shadow the installed package.
     popen.setdefault("cwd", package_parent)
+    popen.setdefault("preexec_fn", default_sigint_in_child)
     return subprocess.Popen([sys.executable, "-c", script, *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env, **popen)
 

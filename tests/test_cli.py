@@ -14,6 +14,7 @@ from falsestruct_fast import cli, study
 from falsestruct_fast.cli import main
 from falsestruct_fast.experiments import preset
 from falsestruct_fast.experiments.settings import Exp1Setting, Exp2Setting
+from helpers import default_sigint_in_child
 
 PSI1 = preset("psi1", epochs=5)
 
@@ -327,7 +328,8 @@ def test_ctrl_c_during_training_exits_130_in_one_line(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "falsestruct_fast.cli", "study", "--preset", "psi3",
                              "--epochs", "1000000", "--r", "400", "--seeds", "2", "--no-progress",
                              "--threads", "1", "--store", str(store)],
-                            cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
+                            cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=default_sigint_in_child)
     try:
         first = proc.stderr.readline()  # the setting's description: printed just before training
         assert first.startswith("psi3"), first

@@ -3,6 +3,7 @@ exception for the same bad input, Numba imported only when used, progress and Ct
 user's own @njit training loop built from the kernels, checked against fs.train."""
 from __future__ import annotations
 
+import signal
 import threading
 import _thread
 
@@ -160,11 +161,16 @@ def test_ctrl_c_stops_a_long_numba_training():
     fs.train(net, params, X, y, epochs=1, batch_size=16, progress=False, engine="numba")  # compiled
     started = threading.Event()
     timer = threading.Thread(target=lambda: (started.wait(), _thread.interrupt_main()), daemon=True)
-    timer.start()
-    with pytest.raises(KeyboardInterrupt):
-        # about an hour of epochs: only Ctrl-C between chunks ends it
-        fs.train(net, params, X, y, epochs=2**31 - 1, batch_size=16, engine="numba",
-                 progress=lambda d, t: started.set(), progress_seconds=1e-6)
+    # interrupt_main does nothing while SIGINT is ignored (a shell's background job `pytest &`)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        timer.start()
+        with pytest.raises(KeyboardInterrupt):
+            # about an hour of epochs: only Ctrl-C between chunks ends it
+            fs.train(net, params, X, y, epochs=2**31 - 1, batch_size=16, engine="numba",
+                     progress=lambda d, t: started.set(), progress_seconds=1e-6)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 # ---------------------------------------------------------------- a user's own @njit loop
