@@ -215,168 +215,22 @@ inline void check_outputs_disjoint(const std::vector<fs_py::NamedArray>& arrays,
   }
 }
 
-// ---- the arguments of each operation, checked -----------------------------------------
-
-template <class T>
-struct EvalArgs {  // forward, logit input gradients
-  int S = 0, N = 0;
-  const T* theta = nullptr;
-  const T* X = nullptr;
-  int64_t x_net_stride = 0;
-  T* out = nullptr;
+// How fs_py's argument checks (cpp/network_args.h: forward_args, loss_grad_args, train_args,
+// deepfool_args, flipping_scale_args) read GPU arrays: on the device of `ctx`.
+struct GpuArrays {
+  const DeviceContext& ctx;
+  static int leading_dim(py::handle obj, const char* name) { return fs_cuda_py::leading_dim(obj, name); }
+  template <class T>
+  T* data(py::handle obj, const char* name, const std::vector<int64_t>& expected, bool writeable) const {
+    return device_data<T>(ctx, obj, name, expected, writeable);
+  }
+  template <class T>
+  const T* rows(py::handle obj, const char* name, int S, int cols, int64_t* net_stride, int* N) const {
+    return data_array<T>(ctx, obj, name, S, cols, net_stride, N);
+  }
+  static void disjoint(const std::vector<fs_py::NamedArray>& arrays, size_t n_outputs) {
+    fs_cuda_py::check_outputs_disjoint(arrays, n_outputs);
+  }
 };
-
-// theta (S, P), X (N, d) or (S, N, d), out (S, N, out_per_row...) writeable.
-template <class T>
-EvalArgs<T> eval_args(const DeviceContext& ctx, const fs::NetShape& s, py::handle theta, py::handle X,
-                      py::handle out, bool logit_input_grads) {
-  EvalArgs<T> a;
-  a.S = leading_dim(theta, "theta");
-  a.theta = device_data<T>(ctx, theta, "theta", {-1, s.n_params}, false);
-  a.X = data_array<T>(ctx, X, "X", a.S, s.width[0], &a.x_net_stride, &a.N);
-  if (logit_input_grads)
-    a.out = device_data<T>(ctx, out, "out", {a.S, a.N, s.n_logits(), s.width[0]}, true);
-  else
-    a.out = device_data<T>(ctx, out, "out", {a.S, a.N, s.n_logits()}, true);
-  check_outputs_disjoint({{"out", out}, {"theta", theta}, {"X", X}}, 1);
-  return a;
-}
-
-template <class T>
-struct LossGradArgs {
-  fs::LossKind loss;
-  int S = 0, N = 0;
-  const T* theta = nullptr;
-  const T* X = nullptr;
-  const T* Y = nullptr;
-  int64_t x_net_stride = 0, y_net_stride = 0;
-  T* loss_out = nullptr;
-  T* grad_out = nullptr;
-  T* input_grad_out = nullptr;
-};
-
-template <class T>
-LossGradArgs<T> loss_grad_args(const DeviceContext& ctx, const fs::NetShape& s, int64_t loss_kind,
-                               py::handle theta, py::handle X, py::handle Y, py::handle loss_out,
-                               py::handle grad_out, py::handle input_grad_out) {
-  LossGradArgs<T> a;
-  a.loss = fs_py::loss_kind_from(loss_kind);
-  a.S = leading_dim(theta, "theta");
-  a.theta = device_data<T>(ctx, theta, "theta", {-1, s.n_params}, false);
-  int NY;
-  a.X = data_array<T>(ctx, X, "X", a.S, s.width[0], &a.x_net_stride, &a.N);
-  a.Y = data_array<T>(ctx, Y, "Y", a.S, fs::targets_per_sample(a.loss, s.n_logits()), &a.y_net_stride, &NY);
-  if (NY != a.N) throw py::value_error("Y: number of rows differs from X");
-  if (a.N < 1) throw py::value_error("X: no data rows");
-  fs_py::check_batch_rows(s, a.N, "X");  // the whole data set is one batch
-  a.loss_out = device_data<T>(ctx, loss_out, "loss_out", {a.S}, true);
-  a.grad_out = device_data<T>(ctx, grad_out, "grad_out", {a.S, s.n_params}, true);
-  if (!input_grad_out.is_none())
-    a.input_grad_out = device_data<T>(ctx, input_grad_out, "input_grad_out", {a.S, a.N, s.width[0]}, true);
-  check_outputs_disjoint({{"loss_out", loss_out}, {"grad_out", grad_out}, {"input_grad_out", input_grad_out},
-                          {"theta", theta}, {"X", X}, {"Y", Y}}, 3);
-  return a;
-}
-
-// As fs_py::train_args_from_python, with GPU arrays (the labels are checked by the caller, on
-// the device).
-template <class T>
-fs::TrainArgs<T> train_args(const DeviceContext& ctx, const fs::NetShape& s, int64_t loss_kind,
-                            int64_t shuffle, py::handle adam, py::handle X, py::handle Y,
-                            py::handle theta, py::handle m, py::handle v, py::handle seeds,
-                            int64_t epochs, int64_t batch_size, int64_t step0, int64_t record_every,
-                            py::handle loss_hist, py::handle acc_hist, int* S_out) {
-  fs::TrainArgs<T> a;
-  a.shape = s;
-  a.loss = fs_py::loss_kind_from(loss_kind);
-  if (shuffle < 0 || shuffle > 2) throw py::value_error("shuffle: unknown mode (0 none, 1 samples, 2 batches)");
-  a.shuffle = static_cast<fs::ShuffleMode>(shuffle);
-  a.adam = fs_py::adam_from(adam);
-  const int S = leading_dim(theta, "theta");
-  a.theta = device_data<T>(ctx, theta, "theta", {-1, s.n_params}, true);
-  a.adam_m = device_data<T>(ctx, m, "adam_m", {S, s.n_params}, true);
-  a.adam_v = device_data<T>(ctx, v, "adam_v", {S, s.n_params}, true);
-  a.seeds = device_data<uint64_t>(ctx, seeds, "seeds", {S}, false);
-  int NY;
-  a.X = data_array<T>(ctx, X, "X", S, s.width[0], &a.x_net_stride, &a.N);
-  a.Y = data_array<T>(ctx, Y, "Y", S, fs::targets_per_sample(a.loss, s.n_logits()), &a.y_net_stride, &NY);
-  if (NY != a.N) throw py::value_error("Y: number of rows differs from X");
-  if (a.N < 1) throw py::value_error("X: no data rows");
-  if (batch_size < 1 || batch_size > a.N)
-    throw py::value_error("batch_size: must be in [1, N=" + std::to_string(a.N) + "], got " +
-                          std::to_string(batch_size));
-  a.B = static_cast<int>(batch_size);
-  fs_py::check_batch_rows(s, a.B, "batch_size");
-  a.epochs = fs_py::int_option(epochs, "epochs", 0, fs::kMaxIntCount);
-  a.record_every = fs_py::int_option(record_every, "record_every", 1, fs::kMaxIntCount);
-  const int64_t steps = static_cast<int64_t>(a.epochs) * (a.N / a.B);
-  if (step0 < 0 || step0 > INT64_MAX - steps)
-    throw py::value_error("step0: must be >= 0 and <= " + std::to_string(INT64_MAX - steps) +
-                          " (Adam's step count after these epochs), got " + std::to_string(step0));
-  a.step0 = step0;
-  a.n_records = a.epochs > 0 ? fs::n_records_for(a.epochs, a.record_every) : 0;
-  a.loss_history = device_data<double>(ctx, loss_hist, "loss_history", {S, a.n_records}, true);
-  a.acc_history = device_data<double>(ctx, acc_hist, "acc_history", {S, a.n_records}, true);
-  check_outputs_disjoint({{"theta", theta}, {"adam_m", m}, {"adam_v", v}, {"loss_history", loss_hist},
-                          {"acc_history", acc_hist}, {"X", X}, {"Y", Y}, {"seeds", seeds}}, 5);
-  *S_out = S;
-  return a;
-}
-
-template <class T>
-struct DeepFoolArgs {
-  int S = 0, N = 0;
-  const T* theta = nullptr;
-  const T* X = nullptr;
-  int64_t x_net_stride = 0;
-  T* pert = nullptr;
-  int* iters = nullptr;
-  int* status = nullptr;
-};
-
-template <class T>
-DeepFoolArgs<T> deepfool_args(const DeviceContext& ctx, const fs::NetShape& s, py::handle theta,
-                              py::handle X, py::handle pert, py::handle iters, py::handle status) {
-  DeepFoolArgs<T> a;
-  a.S = leading_dim(theta, "theta");
-  a.theta = device_data<T>(ctx, theta, "theta", {-1, s.n_params}, false);
-  a.X = data_array<T>(ctx, X, "X", a.S, s.width[0], &a.x_net_stride, &a.N);
-  if (a.N < 1) throw py::value_error("X: no points");
-  a.pert = device_data<T>(ctx, pert, "perturbation_out", {a.S, a.N, s.width[0]}, true);
-  a.iters = device_data<int>(ctx, iters, "iterations_out", {a.S, a.N}, true);
-  a.status = device_data<int>(ctx, status, "status_out", {a.S, a.N}, true);
-  check_outputs_disjoint({{"perturbation_out", pert}, {"iterations_out", iters}, {"status_out", status},
-                          {"theta", theta}, {"X", X}}, 3);
-  return a;
-}
-
-template <class T>
-struct FlippingScaleArgs {
-  int S = 0, N = 0;
-  const T* theta = nullptr;
-  const T* X = nullptr;
-  int64_t x_net_stride = 0;
-  const double* directions = nullptr;
-  T* r = nullptr;
-  int* status = nullptr;
-  int* evals = nullptr;
-};
-
-template <class T>
-FlippingScaleArgs<T> flipping_scale_args(const DeviceContext& ctx, const fs::NetShape& s, py::handle theta,
-                                         py::handle X, py::handle directions, py::handle r,
-                                         py::handle status, py::handle evals) {
-  FlippingScaleArgs<T> a;
-  a.S = leading_dim(theta, "theta");
-  a.theta = device_data<T>(ctx, theta, "theta", {-1, s.n_params}, false);
-  a.X = data_array<T>(ctx, X, "X", a.S, s.width[0], &a.x_net_stride, &a.N);
-  a.directions = device_data<double>(ctx, directions, "directions", {a.S, a.N, s.width[0]}, false);
-  a.r = device_data<T>(ctx, r, "perturbation_out", {a.S, a.N, s.width[0]}, true);
-  a.status = device_data<int>(ctx, status, "status_out", {a.S, a.N}, true);
-  a.evals = device_data<int>(ctx, evals, "evaluations_out", {a.S, a.N}, true);
-  check_outputs_disjoint({{"perturbation_out", r}, {"status_out", status}, {"evaluations_out", evals},
-                          {"theta", theta}, {"X", X}, {"directions", directions}}, 3);
-  return a;
-}
 
 }  // namespace fs_cuda_py

@@ -80,7 +80,7 @@ template <class T>
 void forward_impl(const fs::NetShape& s, py::handle theta, py::handle X, py::handle out, Stream stream,
                   bool logit_input_grads) {
   const DeviceContext ctx = require_device();
-  const auto a = eval_args<T>(ctx, s, theta, X, out, logit_input_grads);
+  const auto a = fs_py::forward_args<T>(GpuArrays{ctx}, s, theta, X, out, logit_input_grads);
   run_on_stream(stream, [&] {
     return logit_input_grads
                ? fs::cuda::logit_input_grads(s, a.theta, a.S, a.X, a.x_net_stride, a.N, a.out, stream)
@@ -93,7 +93,7 @@ void loss_and_grad_impl(const fs::NetShape& s, int64_t loss_kind, py::handle the
                         py::handle Y, py::handle loss_out, py::handle grad_out,
                         py::handle input_grad_out, Stream stream) {
   const DeviceContext ctx = require_device();
-  const auto a = loss_grad_args<T>(ctx, s, loss_kind, theta, X, Y, loss_out, grad_out, input_grad_out);
+  const auto a = fs_py::loss_grad_args<T>(GpuArrays{ctx}, s, loss_kind, theta, X, Y, loss_out, grad_out, input_grad_out);
   if (a.loss == fs::LossKind::SoftmaxCE)
     check_device_labels(a.Y, (a.y_net_stride ? a.S : 1) * static_cast<int64_t>(a.N), s.n_logits(), stream);
   run_on_stream(stream, [&] {
@@ -110,8 +110,8 @@ void train_impl(const fs::NetShape& s, int64_t loss_kind, int64_t shuffle, py::h
                 int64_t epoch_begin, int64_t epoch_end, Stream stream) {
   const DeviceContext ctx = require_device();
   int S = 0;
-  auto a = train_args<T>(ctx, s, loss_kind, shuffle, adam, X, Y, theta, m, v, seeds, epochs, batch_size,
-                         step0, record_every, loss_hist, acc_hist, &S);
+  auto a = fs_py::train_args<T>(GpuArrays{ctx}, s, loss_kind, shuffle, adam, X, Y, theta, m, v, seeds, epochs,
+                                batch_size, step0, record_every, loss_hist, acc_hist, &S);
   a.epoch_begin = fs_py::int_option(epoch_begin, "epoch_begin", 0, a.epochs);
   a.epoch_end = fs_py::int_option(epoch_end, "epoch_end", a.epoch_begin, a.epochs);
   if (a.loss == fs::LossKind::SoftmaxCE)
@@ -128,7 +128,7 @@ void deepfool_impl(const fs::NetShape& s, py::handle theta, py::handle X, py::ha
     fs_py::check_representable<T>(o.hi, "clip hi");
   }
   const DeviceContext ctx = require_device();
-  const auto a = deepfool_args<T>(ctx, s, theta, X, pert, iters, status);
+  const auto a = fs_py::deepfool_args<T>(GpuArrays{ctx}, s, theta, X, pert, iters, status);
   run_on_stream(stream, [&] {
     return fs::cuda::deepfool(s, a.theta, a.S, a.X, a.x_net_stride, a.N, o, a.pert, a.iters, a.status, stream);
   });
@@ -142,7 +142,7 @@ bool flipping_scale_impl(const fs::NetShape& s, py::handle theta, py::handle X, 
     throw py::value_error("rtol: must be in (0, 1), got " + fs_py::float_str(rtol));
   const int doublings = fs_py::int_option(max_doublings, "max_doublings", 0, fs::kMaxIntCount);
   const DeviceContext ctx = require_device();
-  const auto a = flipping_scale_args<T>(ctx, s, theta, X, directions, r, status, evals);
+  const auto a = fs_py::flipping_scale_args<T>(GpuArrays{ctx}, s, theta, X, directions, r, status, evals);
   if (!fs::cuda::flipping_scale_supported<T>(s)) return false;
   run_on_stream(stream, [&] {
     return fs::cuda::flipping_scale(s, a.theta, a.S, a.X, a.x_net_stride, a.N, a.directions, rtol, doublings,

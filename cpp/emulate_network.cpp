@@ -32,8 +32,8 @@ py::dict eval_dict(const DeviceContext& ctx, const fs::NetShape& s, py::handle t
     d["theta"] = reinterpret_cast<uintptr_t>(a.theta), d["X"] = reinterpret_cast<uintptr_t>(a.X);
     d["out"] = reinterpret_cast<uintptr_t>(a.out);
   };
-  if (is_float64(theta, "theta")) fill(eval_args<double>(ctx, s, theta, X, out, grads));
-  else fill(eval_args<float>(ctx, s, theta, X, out, grads));
+  if (is_float64(theta, "theta")) fill(fs_py::forward_args<double>(GpuArrays{ctx}, s, theta, X, out, grads));
+  else fill(fs_py::forward_args<float>(GpuArrays{ctx}, s, theta, X, out, grads));
   return d;
 }
 
@@ -43,8 +43,8 @@ py::dict train_dict(const DeviceContext& ctx, const fs::NetShape& s, int64_t los
                     py::handle v, py::handle seeds, int64_t epochs, int64_t batch_size, int64_t step0,
                     int64_t record_every, py::handle loss_hist, py::handle acc_hist) {
   int S = 0;
-  const auto a = train_args<T>(ctx, s, loss_kind, shuffle, adam, X, Y, theta, m, v, seeds, epochs,
-                               batch_size, step0, record_every, loss_hist, acc_hist, &S);
+  const auto a = fs_py::train_args<T>(GpuArrays{ctx}, s, loss_kind, shuffle, adam, X, Y, theta, m, v, seeds,
+                                      epochs, batch_size, step0, record_every, loss_hist, acc_hist, &S);
   py::dict d;
   d["S"] = S, d["N"] = a.N, d["B"] = a.B, d["n_records"] = a.n_records;
   d["x_net_stride"] = a.x_net_stride, d["y_net_stride"] = a.y_net_stride;
@@ -96,9 +96,11 @@ void register_network_emulation(py::module_& m) {
           d["input_grad_out"] = reinterpret_cast<uintptr_t>(a.input_grad_out);
         };
         if (is_float64(theta, "theta"))
-          fill(loss_grad_args<double>(ctx, s, loss_kind, theta, X, Y, loss_out, grad_out, input_grad_out));
+          fill(fs_py::loss_grad_args<double>(GpuArrays{ctx}, s, loss_kind, theta, X, Y, loss_out, grad_out,
+                                             input_grad_out));
         else
-          fill(loss_grad_args<float>(ctx, s, loss_kind, theta, X, Y, loss_out, grad_out, input_grad_out));
+          fill(fs_py::loss_grad_args<float>(GpuArrays{ctx}, s, loss_kind, theta, X, Y, loss_out, grad_out,
+                                            input_grad_out));
         return d;
       },
       py::arg("spec"), py::arg("loss_kind"), py::arg("theta"), py::arg("X"), py::arg("Y"),
@@ -132,8 +134,9 @@ void register_network_emulation(py::module_& m) {
         const auto s = fs_py::shape_from(spec);
         py::dict d;
         auto fill = [&](auto a) { d["S"] = a.S, d["N"] = a.N, d["x_net_stride"] = a.x_net_stride; };
-        if (is_float64(theta, "theta")) fill(deepfool_args<double>(ctx, s, theta, X, pert, iters, status));
-        else fill(deepfool_args<float>(ctx, s, theta, X, pert, iters, status));
+        if (is_float64(theta, "theta"))
+          fill(fs_py::deepfool_args<double>(GpuArrays{ctx}, s, theta, X, pert, iters, status));
+        else fill(fs_py::deepfool_args<float>(GpuArrays{ctx}, s, theta, X, pert, iters, status));
         return d;
       },
       py::arg("spec"), py::arg("theta"), py::arg("X"), py::arg("perturbation_out"),

@@ -20,7 +20,6 @@ namespace py = pybind11;
 namespace {
 
 namespace fc = fs::cuda;
-using fs_py::checked_data;
 
 // The emulated launch: what the CUDA kernel's geometry would be with `threads` per block on a
 // device of sm_count SMs and `shared_bytes` of shared memory per block.
@@ -88,18 +87,12 @@ void forward_impl(const fs::NetShape& s, py::handle theta, py::handle X, py::han
 template <class T>
 void input_grads_impl(const fs::NetShape& s, py::handle theta, py::handle X, py::handle out,
                       const EmulatedDevice& dev) {
-  const int S = fs_py::leading_dim(theta, "theta");
-  const T* th = checked_data<T>(theta, "theta", {-1, s.n_params}, false);
-  int64_t xs;
-  int N;
-  const T* x = fs_py::data_array<T>(X, "X", S, s.width[0], &xs, &N);
-  T* o = checked_data<T>(out, "out", {S, N, s.n_logits(), s.width[0]}, true);
-  fs_py::check_outputs_disjoint({{"out", out}, {"theta", theta}, {"X", X}}, 1);
+  const auto a = fs_py::forward_args<T>(fs_py::NumpyArrays{}, s, theta, X, out, /*logit_input_grads=*/true);
   require_supported<T>(s, dev);
   fc::with_point_path(s, [&](auto path) {
     constexpr int D = decltype(path)::value;
-    const fc::PointInputGradsOp<T, D> op{s, x, xs, N, o};
-    emulate_point_kernel(s, th, S, N, op, fc::point_scratch_scalars(s, false), 0, dev);
+    const fc::PointInputGradsOp<T, D> op{s, a.X, a.x_net_stride, a.N, a.out};
+    emulate_point_kernel(s, a.theta, a.S, a.N, op, fc::point_scratch_scalars(s, false), 0, dev);
   });
 }
 
@@ -111,22 +104,13 @@ void deepfool_impl(const fs::NetShape& s, py::handle theta, py::handle X, py::ha
     fs_py::check_representable<T>(o.lo, "clip lo");
     fs_py::check_representable<T>(o.hi, "clip hi");
   }
-  const int S = fs_py::leading_dim(theta, "theta");
-  const T* th = checked_data<T>(theta, "theta", {-1, s.n_params}, false);
-  int64_t xs;
-  int N;
-  const T* x = fs_py::data_array<T>(X, "X", S, s.width[0], &xs, &N);
-  if (N < 1) throw py::value_error("X: no points");
-  T* p = checked_data<T>(pert, "perturbation_out", {S, N, s.width[0]}, true);
-  int* it = checked_data<int>(iters, "iterations_out", {S, N}, true);
-  int* st = checked_data<int>(status, "status_out", {S, N}, true);
-  fs_py::check_outputs_disjoint({{"perturbation_out", pert}, {"iterations_out", iters}, {"status_out", status},
-                                 {"theta", theta}, {"X", X}}, 3);
+  const auto a = fs_py::deepfool_args<T>(fs_py::NumpyArrays{}, s, theta, X, pert, iters, status);
   require_supported<T>(s, dev);
   fc::with_point_path(s, [&](auto path) {
     constexpr int D = decltype(path)::value;
-    const fc::PointDeepFoolOp<T, D> op{s, x, xs, N, fc::PointDeepFoolParams<T>::from(o), p, it, st};
-    emulate_point_kernel(s, th, S, N, op, fc::point_scratch_scalars(s, true),
+    const fc::PointDeepFoolOp<T, D> op{s, a.X, a.x_net_stride, a.N, fc::PointDeepFoolParams<T>::from(o),
+                                       a.pert, a.iters, a.status};
+    emulate_point_kernel(s, a.theta, a.S, a.N, op, fc::point_scratch_scalars(s, true),
                          fc::point_scratch_ints(s, o.candidates), dev);
   });
 }
@@ -138,22 +122,14 @@ void flipping_scale_impl(const fs::NetShape& s, py::handle theta, py::handle X, 
   if (!(std::isfinite(rtol) && rtol > 0 && rtol < 1))
     throw py::value_error("rtol: must be in (0, 1), got " + fs_py::float_str(rtol));
   const int doublings = fs_py::int_option(max_doublings, "max_doublings", 0, fs::kMaxIntCount);
-  const int S = fs_py::leading_dim(theta, "theta");
-  const T* th = checked_data<T>(theta, "theta", {-1, s.n_params}, false);
-  int64_t xs;
-  int N;
-  const T* x = fs_py::data_array<T>(X, "X", S, s.width[0], &xs, &N);
-  const double* dir = checked_data<double>(directions, "directions", {S, N, s.width[0]}, false);
-  T* r = checked_data<T>(r_out, "perturbation_out", {S, N, s.width[0]}, true);
-  int* st = checked_data<int>(status, "status_out", {S, N}, true);
-  int* ev = checked_data<int>(evals, "evaluations_out", {S, N}, true);
-  fs_py::check_outputs_disjoint({{"perturbation_out", r_out}, {"status_out", status}, {"evaluations_out", evals},
-                                 {"theta", theta}, {"X", X}, {"directions", directions}}, 3);
+  const auto a =
+      fs_py::flipping_scale_args<T>(fs_py::NumpyArrays{}, s, theta, X, directions, r_out, status, evals);
   require_supported<T>(s, dev);
   fc::with_point_path(s, [&](auto path) {
     constexpr int D = decltype(path)::value;
-    const fc::PointFlippingScaleOp<T, D> op{s, x, xs, N, dir, rtol, doublings, r, st, ev};
-    emulate_point_kernel(s, th, S, N, op, fc::point_scratch_scalars(s, true), 0, dev);
+    const fc::PointFlippingScaleOp<T, D> op{s, a.X, a.x_net_stride, a.N, a.directions, rtol, doublings,
+                                            a.r, a.status, a.evals};
+    emulate_point_kernel(s, a.theta, a.S, a.N, op, fc::point_scratch_scalars(s, true), 0, dev);
   });
 }
 

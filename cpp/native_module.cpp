@@ -28,7 +28,6 @@ void register_cuda_emulation(py::module_& m);
 using fs_py::check_representable;
 using fs_py::checked_data;
 using fs_py::deepfool_options_from;
-using fs_py::data_array;
 using fs_py::is_float64;
 using fs_py::shape_from;
 
@@ -114,36 +113,21 @@ void deepfool_impl(const fs::NetShape& s, py::handle theta, py::handle X, py::ha
     check_representable<T>(o.lo, "clip lo");
     check_representable<T>(o.hi, "clip hi");
   }
-  const int S = fs_py::leading_dim(theta, "theta");
-  const T* th = checked_data<T>(theta, "theta", {-1, s.n_params}, false);
-  int64_t xs;
-  int N;
-  const T* x = data_array<T>(X, "X", S, s.width[0], &xs, &N);
-  if (N < 1) throw py::value_error("X: no points");
-  T* p = checked_data<T>(pert, "perturbation_out", {S, N, s.width[0]}, true);
-  int* it = checked_data<int>(iters, "iterations_out", {S, N}, true);
-  int* st = checked_data<int>(status, "status_out", {S, N}, true);
-  fs_py::check_outputs_disjoint({{"perturbation_out", pert}, {"iterations_out", iters}, {"status_out", status},
-                                 {"theta", theta}, {"X", X}}, 3);
-  run_interruptible(static_cast<int64_t>(S) * N, progress, 0.5,
+  const auto a = fs_py::deepfool_args<T>(fs_py::NumpyArrays{}, s, theta, X, pert, iters, status);
+  run_interruptible(static_cast<int64_t>(a.S) * a.N, progress, 0.5,
                     [&](fs::RunControl& control, const std::function<bool()>& poll, double seconds) {
-                      fs::deepfool_host(s, th, S, x, xs, N, o, p, it, st, n_threads, control, poll,
-                                        seconds, emulate);
+                      fs::deepfool_host(s, a.theta, a.S, a.X, a.x_net_stride, a.N, o, a.pert, a.iters,
+                                        a.status, n_threads, control, poll, seconds, emulate);
                     });
 }
 
 template <class T>
 void logit_input_grads_impl(const fs::NetShape& s, py::handle theta, py::handle X, py::handle out,
                             int n_threads, int emulate) {
-  const int S = fs_py::leading_dim(theta, "theta");
-  const T* th = checked_data<T>(theta, "theta", {-1, s.n_params}, false);
-  int64_t xs;
-  int N;
-  const T* x = data_array<T>(X, "X", S, s.width[0], &xs, &N);
-  T* o = checked_data<T>(out, "out", {S, N, s.n_logits(), s.width[0]}, true);
-  fs_py::check_outputs_disjoint({{"out", out}, {"theta", theta}, {"X", X}}, 1);
+  const auto a = fs_py::forward_args<T>(fs_py::NumpyArrays{}, s, theta, X, out, /*logit_input_grads=*/true);
   run_interruptible(0, py::none(), 0, [&](fs::RunControl&, const std::function<bool()>& poll, double seconds) {
-    fs::logit_input_grads_host(s, th, S, x, xs, N, o, n_threads, emulate, poll, seconds);
+    fs::logit_input_grads_host(s, a.theta, a.S, a.X, a.x_net_stride, a.N, a.out, n_threads, emulate, poll,
+                               seconds);
   });
 }
 
@@ -171,27 +155,13 @@ template <class T>
 void loss_and_grad_impl(const fs::NetShape& s, int64_t loss_kind, py::handle theta, py::handle X,
                         py::handle Y, py::handle loss_out, py::handle grad_out,
                         py::handle input_grad_out, int n_threads, int emulate) {
-  const auto kind = fs_py::loss_kind_from(loss_kind);
-  const int S = fs_py::leading_dim(theta, "theta");
-  const T* th = checked_data<T>(theta, "theta", {-1, s.n_params}, false);
-  int64_t xs, ys;
-  int N, NY;
-  const T* x = data_array<T>(X, "X", S, s.width[0], &xs, &N);
-  const T* y = data_array<T>(Y, "Y", S, fs::targets_per_sample(kind, s.n_logits()), &ys, &NY);
-  if (NY != N) throw py::value_error("Y: number of rows differs from X");
-  if (N < 1) throw py::value_error("X: no data rows");
-  fs_py::check_batch_rows(s, N, "X");  // the whole data set is one batch
-  T* lo = checked_data<T>(loss_out, "loss_out", {S}, true);
-  T* go = checked_data<T>(grad_out, "grad_out", {S, s.n_params}, true);
-  T* ig = input_grad_out.is_none()
-              ? nullptr
-              : checked_data<T>(input_grad_out, "input_grad_out", {S, N, s.width[0]}, true);
-  fs_py::check_outputs_disjoint({{"loss_out", loss_out}, {"grad_out", grad_out}, {"input_grad_out", input_grad_out},
-                                 {"theta", theta}, {"X", X}, {"Y", Y}}, 3);
-  if (kind == fs::LossKind::SoftmaxCE)
-    fs_py::check_class_labels(y, (ys ? S : 1) * static_cast<int64_t>(N), s.n_logits(), "Y");
+  const auto a = fs_py::loss_grad_args<T>(fs_py::NumpyArrays{}, s, loss_kind, theta, X, Y, loss_out, grad_out,
+                                          input_grad_out);
+  if (a.loss == fs::LossKind::SoftmaxCE)
+    fs_py::check_class_labels(a.Y, (a.y_net_stride ? a.S : 1) * static_cast<int64_t>(a.N), s.n_logits(), "Y");
   run_interruptible(0, py::none(), 0, [&](fs::RunControl&, const std::function<bool()>& poll, double seconds) {
-    fs::net_loss_and_grad_host(s, kind, th, S, x, xs, y, ys, N, lo, go, ig, n_threads, emulate, poll, seconds);
+    fs::net_loss_and_grad_host(s, a.loss, a.theta, a.S, a.X, a.x_net_stride, a.Y, a.y_net_stride, a.N,
+                               a.loss_out, a.grad_out, a.input_grad_out, n_threads, emulate, poll, seconds);
   });
 }
 

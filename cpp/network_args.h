@@ -192,50 +192,120 @@ void check_representable(double v, const char* name) {
                           std::string(py::str(py::dtype::of<T>())));
 }
 
-template <class T>
-struct ForwardArgs {
-  int S, N;
-  const T* theta;
-  const T* X;
-  int64_t x_net_stride;
-  T* out;
+// ---- the arguments of each operation, checked: one implementation for both engines ------
+// `arrays` says how an array argument is read: NumpyArrays (below) for _native, and
+// fs_cuda_py::GpuArrays (cpp/cuda_array_checks.h) for _cuda. Each provides
+//   leading_dim(obj, name)                      networks S from the leading axis,
+//   data<T>(obj, name, expected, writeable)     the checked data pointer (-1: any size),
+//   rows<T>(obj, name, S, cols, &stride, &N)    data X (N, cols) shared or (S, N, cols),
+//   disjoint(named arrays, n_outputs)           outputs share no memory with other arrays.
+struct NumpyArrays {
+  static int leading_dim(py::handle obj, const char* name) { return fs_py::leading_dim(obj, name); }
+  template <class T>
+  static T* data(py::handle obj, const char* name, const std::vector<py::ssize_t>& expected, bool writeable) {
+    return checked_data<T>(obj, name, expected, writeable);
+  }
+  template <class T>
+  static const T* rows(py::handle obj, const char* name, int S, int cols, int64_t* net_stride, int* N) {
+    return data_array<T>(obj, name, S, cols, net_stride, N);
+  }
+  static void disjoint(const std::vector<NamedArray>& arrays, size_t n_outputs) {
+    check_outputs_disjoint(arrays, n_outputs);
+  }
 };
 
-// theta (S, P), X (N, d) or (S, N, d), out (S, N, K) writeable.
 template <class T>
-ForwardArgs<T> forward_args_from_python(const fs::NetShape& s, py::handle theta, py::handle X,
-                                        py::handle out) {
+struct ForwardArgs {  // forward, logit input gradients
+  int S = 0, N = 0;
+  const T* theta = nullptr;
+  const T* X = nullptr;
+  int64_t x_net_stride = 0;
+  T* out = nullptr;
+};
+
+// theta (S, P), X (N, d) or (S, N, d), out (S, N, K) writeable, or (S, N, K, d) for the logits'
+// input gradients.
+template <class T, class Arrays>
+ForwardArgs<T> forward_args(const Arrays& arrays, const fs::NetShape& s, py::handle theta, py::handle X,
+                            py::handle out, bool logit_input_grads = false) {
   ForwardArgs<T> a;
-  a.S = leading_dim(theta, "theta");
-  a.theta = checked_data<T>(theta, "theta", {-1, s.n_params}, false);
-  a.X = data_array<T>(X, "X", a.S, s.width[0], &a.x_net_stride, &a.N);
-  a.out = checked_data<T>(out, "out", {a.S, a.N, s.n_logits()}, true);
-  check_outputs_disjoint({{"out", out}, {"theta", theta}, {"X", X}}, 1);
+  a.S = arrays.leading_dim(theta, "theta");
+  a.theta = arrays.template data<T>(theta, "theta", {-1, s.n_params}, false);
+  a.X = arrays.template rows<T>(X, "X", a.S, s.width[0], &a.x_net_stride, &a.N);
+  if (logit_input_grads)
+    a.out = arrays.template data<T>(out, "out", {a.S, a.N, s.n_logits(), s.width[0]}, true);
+  else
+    a.out = arrays.template data<T>(out, "out", {a.S, a.N, s.n_logits()}, true);
+  arrays.disjoint({{"out", out}, {"theta", theta}, {"X", X}}, 1);
   return a;
 }
 
-// Arguments of net_train (shared by the CPU and CUDA engines), every one checked.
 template <class T>
-fs::TrainArgs<T> train_args_from_python(const fs::NetShape& s, int64_t loss_kind, int64_t shuffle,
-                                        py::handle adam, py::handle X, py::handle Y,
-                                        py::handle theta, py::handle m, py::handle v,
-                                        py::handle seeds, int64_t epochs, int64_t batch_size,
-                                        int64_t step0, int64_t record_every, py::handle loss_hist,
-                                        py::handle acc_hist) {
+ForwardArgs<T> forward_args_from_python(const fs::NetShape& s, py::handle theta, py::handle X,
+                                        py::handle out) {
+  return forward_args<T>(NumpyArrays{}, s, theta, X, out);
+}
+
+template <class T>
+struct LossGradArgs {
+  fs::LossKind loss;
+  int S = 0, N = 0;
+  const T* theta = nullptr;
+  const T* X = nullptr;
+  const T* Y = nullptr;
+  int64_t x_net_stride = 0, y_net_stride = 0;
+  T* loss_out = nullptr;
+  T* grad_out = nullptr;
+  T* input_grad_out = nullptr;  // optional (None)
+};
+
+// The labels are not read here: the caller checks them (check_class_labels, or on the device).
+template <class T, class Arrays>
+LossGradArgs<T> loss_grad_args(const Arrays& arrays, const fs::NetShape& s, int64_t loss_kind,
+                               py::handle theta, py::handle X, py::handle Y, py::handle loss_out,
+                               py::handle grad_out, py::handle input_grad_out) {
+  LossGradArgs<T> a;
+  a.loss = loss_kind_from(loss_kind);
+  a.S = arrays.leading_dim(theta, "theta");
+  a.theta = arrays.template data<T>(theta, "theta", {-1, s.n_params}, false);
+  int NY;
+  a.X = arrays.template rows<T>(X, "X", a.S, s.width[0], &a.x_net_stride, &a.N);
+  a.Y = arrays.template rows<T>(Y, "Y", a.S, fs::targets_per_sample(a.loss, s.n_logits()), &a.y_net_stride, &NY);
+  if (NY != a.N) throw py::value_error("Y: number of rows differs from X");
+  if (a.N < 1) throw py::value_error("X: no data rows");
+  check_batch_rows(s, a.N, "X");  // the whole data set is one batch
+  a.loss_out = arrays.template data<T>(loss_out, "loss_out", {a.S}, true);
+  a.grad_out = arrays.template data<T>(grad_out, "grad_out", {a.S, s.n_params}, true);
+  if (!input_grad_out.is_none())
+    a.input_grad_out = arrays.template data<T>(input_grad_out, "input_grad_out", {a.S, a.N, s.width[0]}, true);
+  arrays.disjoint({{"loss_out", loss_out}, {"grad_out", grad_out}, {"input_grad_out", input_grad_out},
+                   {"theta", theta}, {"X", X}, {"Y", Y}}, 3);
+  return a;
+}
+
+// Arguments of net_train (shared by the CPU and CUDA engines), every one checked but the labels
+// (the caller's: train_args_from_python on the host, the CUDA module on the device). *S_out:
+// the number of networks.
+template <class T, class Arrays>
+fs::TrainArgs<T> train_args(const Arrays& arrays, const fs::NetShape& s, int64_t loss_kind, int64_t shuffle,
+                            py::handle adam, py::handle X, py::handle Y, py::handle theta, py::handle m,
+                            py::handle v, py::handle seeds, int64_t epochs, int64_t batch_size,
+                            int64_t step0, int64_t record_every, py::handle loss_hist,
+                            py::handle acc_hist, int* S_out) {
   fs::TrainArgs<T> a;
   a.shape = s;
   a.loss = loss_kind_from(loss_kind);
   if (shuffle < 0 || shuffle > 2) throw py::value_error("shuffle: unknown mode (0 none, 1 samples, 2 batches)");
   a.shuffle = static_cast<fs::ShuffleMode>(shuffle);
   a.adam = adam_from(adam);
-  const int S = leading_dim(theta, "theta");
-  a.theta = checked_data<T>(theta, "theta", {-1, s.n_params}, true);
-  a.adam_m = checked_data<T>(m, "adam_m", {S, s.n_params}, true);
-  a.adam_v = checked_data<T>(v, "adam_v", {S, s.n_params}, true);
-  a.seeds = checked_data<uint64_t>(seeds, "seeds", {S}, false);
+  const int S = arrays.leading_dim(theta, "theta");
+  a.theta = arrays.template data<T>(theta, "theta", {-1, s.n_params}, true);
+  a.adam_m = arrays.template data<T>(m, "adam_m", {S, s.n_params}, true);
+  a.adam_v = arrays.template data<T>(v, "adam_v", {S, s.n_params}, true);
+  a.seeds = arrays.template data<uint64_t>(seeds, "seeds", {S}, false);
   int NY;
-  a.X = data_array<T>(X, "X", S, s.width[0], &a.x_net_stride, &a.N);
-  a.Y = data_array<T>(Y, "Y", S, fs::targets_per_sample(a.loss, s.n_logits()), &a.y_net_stride, &NY);
+  a.X = arrays.template rows<T>(X, "X", S, s.width[0], &a.x_net_stride, &a.N);
+  a.Y = arrays.template rows<T>(Y, "Y", S, fs::targets_per_sample(a.loss, s.n_logits()), &a.y_net_stride, &NY);
   if (NY != a.N) throw py::value_error("Y: number of rows differs from X");
   if (a.N < 1) throw py::value_error("X: no data rows");
   if (batch_size < 1 || batch_size > a.N)
@@ -252,13 +322,88 @@ fs::TrainArgs<T> train_args_from_python(const fs::NetShape& s, int64_t loss_kind
                           " (Adam's step count after these epochs), got " + std::to_string(step0));
   a.step0 = step0;
   a.n_records = a.epochs > 0 ? fs::n_records_for(a.epochs, a.record_every) : 0;
-  a.loss_history = checked_data<double>(loss_hist, "loss_history", {S, a.n_records}, true);
-  a.acc_history = checked_data<double>(acc_hist, "acc_history", {S, a.n_records}, true);
-  check_outputs_disjoint({{"theta", theta}, {"adam_m", m}, {"adam_v", v}, {"loss_history", loss_hist},
-                          {"acc_history", acc_hist}, {"X", X}, {"Y", Y}, {"seeds", seeds}}, 5);
+  a.loss_history = arrays.template data<double>(loss_hist, "loss_history", {S, a.n_records}, true);
+  a.acc_history = arrays.template data<double>(acc_hist, "acc_history", {S, a.n_records}, true);
+  arrays.disjoint({{"theta", theta}, {"adam_m", m}, {"adam_v", v}, {"loss_history", loss_hist},
+                   {"acc_history", acc_hist}, {"X", X}, {"Y", Y}, {"seeds", seeds}}, 5);
+  *S_out = S;
+  return a;
+}
+
+// train_args on NumPy arrays, softmax labels included.
+template <class T>
+fs::TrainArgs<T> train_args_from_python(const fs::NetShape& s, int64_t loss_kind, int64_t shuffle,
+                                        py::handle adam, py::handle X, py::handle Y,
+                                        py::handle theta, py::handle m, py::handle v,
+                                        py::handle seeds, int64_t epochs, int64_t batch_size,
+                                        int64_t step0, int64_t record_every, py::handle loss_hist,
+                                        py::handle acc_hist) {
+  int S;
+  const auto a = train_args<T>(NumpyArrays{}, s, loss_kind, shuffle, adam, X, Y, theta, m, v, seeds, epochs,
+                               batch_size, step0, record_every, loss_hist, acc_hist, &S);
   // Read last: the labels are the only data read here, after every shape is known to be valid.
   if (a.loss == fs::LossKind::SoftmaxCE)
     check_class_labels(a.Y, (a.y_net_stride ? S : 1) * static_cast<int64_t>(a.N), s.n_logits(), "Y");
+  return a;
+}
+
+template <class T>
+struct DeepFoolArgs {
+  int S = 0, N = 0;
+  const T* theta = nullptr;
+  const T* X = nullptr;
+  int64_t x_net_stride = 0;
+  T* pert = nullptr;
+  int* iters = nullptr;
+  int* status = nullptr;
+};
+
+// theta (S, P), X (N, d) or (S, N, d) with N >= 1; perturbation (S, N, d), iterations and status
+// (S, N) int32 written in place.
+template <class T, class Arrays>
+DeepFoolArgs<T> deepfool_args(const Arrays& arrays, const fs::NetShape& s, py::handle theta, py::handle X,
+                              py::handle pert, py::handle iters, py::handle status) {
+  DeepFoolArgs<T> a;
+  a.S = arrays.leading_dim(theta, "theta");
+  a.theta = arrays.template data<T>(theta, "theta", {-1, s.n_params}, false);
+  a.X = arrays.template rows<T>(X, "X", a.S, s.width[0], &a.x_net_stride, &a.N);
+  if (a.N < 1) throw py::value_error("X: no points");
+  a.pert = arrays.template data<T>(pert, "perturbation_out", {a.S, a.N, s.width[0]}, true);
+  a.iters = arrays.template data<int>(iters, "iterations_out", {a.S, a.N}, true);
+  a.status = arrays.template data<int>(status, "status_out", {a.S, a.N}, true);
+  arrays.disjoint({{"perturbation_out", pert}, {"iterations_out", iters}, {"status_out", status},
+                   {"theta", theta}, {"X", X}}, 3);
+  return a;
+}
+
+template <class T>
+struct FlippingScaleArgs {
+  int S = 0, N = 0;
+  const T* theta = nullptr;
+  const T* X = nullptr;
+  int64_t x_net_stride = 0;
+  const double* directions = nullptr;
+  T* r = nullptr;
+  int* status = nullptr;
+  int* evals = nullptr;
+};
+
+// theta (S, P), X (N, d) or (S, N, d), directions (S, N, d) float64; perturbation (S, N, d),
+// status and evaluations (S, N) int32 written in place.
+template <class T, class Arrays>
+FlippingScaleArgs<T> flipping_scale_args(const Arrays& arrays, const fs::NetShape& s, py::handle theta,
+                                         py::handle X, py::handle directions, py::handle r,
+                                         py::handle status, py::handle evals) {
+  FlippingScaleArgs<T> a;
+  a.S = arrays.leading_dim(theta, "theta");
+  a.theta = arrays.template data<T>(theta, "theta", {-1, s.n_params}, false);
+  a.X = arrays.template rows<T>(X, "X", a.S, s.width[0], &a.x_net_stride, &a.N);
+  a.directions = arrays.template data<double>(directions, "directions", {a.S, a.N, s.width[0]}, false);
+  a.r = arrays.template data<T>(r, "perturbation_out", {a.S, a.N, s.width[0]}, true);
+  a.status = arrays.template data<int>(status, "status_out", {a.S, a.N}, true);
+  a.evals = arrays.template data<int>(evals, "evaluations_out", {a.S, a.N}, true);
+  arrays.disjoint({{"perturbation_out", r}, {"status_out", status}, {"evaluations_out", evals},
+                   {"theta", theta}, {"X", X}, {"directions", directions}}, 3);
   return a;
 }
 
