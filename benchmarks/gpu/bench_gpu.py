@@ -28,6 +28,20 @@ def main() -> int:
         cp.cuda.Device().synchronize()
         return time.perf_counter() - start
 
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    import flops  # benchmarks/flops.py: the step's matrix-product FLOPs
+
+    # The FLOP floor: the GPU's FMA peak from its SM count and clock (Hopper/Ampere data-centre
+    # GPUs: 128 float32 and 64 float64 FMA lanes per SM), one FMA = 2 FLOPs.
+    prop = cp.cuda.runtime.getDeviceProperties(0)
+    clock_hz = prop["clockRate"] * 1e3
+    peak = {"float32": prop["multiProcessorCount"] * 128 * 2 * clock_hz,
+            "float64": prop["multiProcessorCount"] * 64 * 2 * clock_hz}
+
+    def floor_ratio(net, batch, dtype, seconds_per_network_step):
+        floor = flops.step_flops(net, batch)["total"] / peak[dtype]
+        return f"{seconds_per_network_step / floor:.1f}x the FLOP floor ({peak[dtype] / 1e12:.0f} TFLOP/s {dtype})"
+
     rows = []
     psi3 = fs.experiments.preset("psi3")
     protocol_steps = 1000 * psi3.epochs * (psi3.r // psi3.batch_size)
@@ -45,7 +59,8 @@ def main() -> int:
         steps = S * epochs * (psi3.r // psi3.batch_size)
         us = wall / steps * 1e6
         rows.append((f"Exp I training S=1000 {dtype}", f"{us:.3f} us/network-step",
-                     f"1000 seeds x Psi3: {us * protocol_steps / 1e6:.0f} s projected"))
+                     f"1000 seeds x Psi3: {us * protocol_steps / 1e6:.0f} s projected; "
+                     + floor_ratio(net, psi3.batch_size, dtype, us * 1e-6)))
     cnn = fs.paper_cnn()
     rng = np.random.default_rng(1)
     images = rng.random((60, 32, 32, 1)).astype(np.float32)
@@ -57,7 +72,8 @@ def main() -> int:
         wall = timed(lambda: fs.train(cnn, params, Xd, yd, epochs=epochs, batch_size=60, engine="cuda",
                                       progress=False))
         rows.append((f"paper CNN step S={S}", f"{wall / epochs * 1e3:.2f} ms per step",
-                     f"{wall / epochs / S * 1e3:.3f} ms per network-step"))
+                     f"{wall / epochs / S * 1e3:.3f} ms per network-step; "
+                     + floor_ratio(cnn, 60, "float32", wall / epochs / S)))
     net = fs.MLP([2, 104, 1])
     S, N = 1000, 231
     params = fs.init(net, range(S)).to_device()
