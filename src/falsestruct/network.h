@@ -235,6 +235,13 @@ constexpr int kStopCheckSteps = 64;
 // Within an epoch, stop() is asked every kStopCheckSteps steps (an epoch of many batches may
 // be long); when it returns true the epoch is abandoned and the outputs keep the state after
 // the last whole epoch.
+// Training-set row of sample n of batch `step` in an epoch whose permutation `order` is of the
+// samples (Samples) or of the batches (Batches); without shuffling, rows in order.
+FS_HD FS_INLINE int batch_row(ShuffleMode mode, const int* order, int step, int B, int n) {
+  const int k = step * B + n;
+  return mode == ShuffleMode::Samples ? order[k] : mode == ShuffleMode::Batches ? order[step] * B + n : k;
+}
+
 template <class Block, class T, class EpochHook, class StopHook = NeverStop>
 FS_HD void train_network(const Block& blk, const TrainArgs<T>& a, int net,
                              const NetWorkspace<T>& ws, EpochHook on_epoch, StopHook stop = StopHook{}) {
@@ -274,12 +281,7 @@ FS_HD void train_network(const Block& blk, const TrainArgs<T>& a, int net,
     }
     double loss_sum = 0.0, correct_sum = 0.0;
     for (int step = 0; step < n_batches; ++step) {
-      blk.map_1d(B, [=](int n) {
-        const int k = step * B + n;
-        rows[n] = mode == ShuffleMode::Samples   ? order[k]
-                  : mode == ShuffleMode::Batches ? order[step] * B + n
-                                                 : k;
-      });
+      blk.map_1d(B, [=](int n) { rows[n] = batch_row(mode, order, step, B, n); });
       gather_batch(blk, X, Y, rows, ws.acts, ws.targets, d, t_per, B);
       net_forward(blk, s, theta, ws.acts, ws.padded, B);
       loss_grad(blk, a.loss, logits, ws.targets, ws.delta_a, K, B);

@@ -328,11 +328,7 @@ FS_UNROLL
     const int net = net_of(st);
     const T* X = a.X + a.x_net_stride * net;
     const T* Y = a.Y + a.y_net_stride * net;
-    auto row = [&](int n) -> int64_t {
-      return mode == ShuffleMode::Samples   ? sh.order()[step * B + n]
-             : mode == ShuffleMode::Batches ? (int64_t)sh.order()[step] * B + n
-                                            : (int64_t)step * B + n;
-    };
+    auto row = [&](int n) -> int64_t { return batch_row(mode, sh.order(), step, B, n); };
     T* xb = sh.batch_x() + (int64_t)buf * B * d;
     T* yb = sh.batch_y() + (int64_t)buf * B * t_per;
     for (int e = st.lane; e < B * d; e += Tn) xb[e] = X[row(e / d) * d + e % d];

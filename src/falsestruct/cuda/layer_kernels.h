@@ -348,12 +348,6 @@ struct DenseParamGrad {
 
 // ---- elementwise kernels ---------------------------------------------------------------------
 
-// Batch row n of step `step` in an epoch with permutation `order` (train_network's rule).
-FS_HD FS_INLINE int batch_row(ShuffleMode mode, const int* order, int step, int B, int n) {
-  const int k = step * B + n;
-  return mode == ShuffleMode::Samples ? order[k] : mode == ShuffleMode::Batches ? order[step] * B + n : k;
-}
-
 template <class T>
 struct ShuffleDraws {  // e < n_perm
   const uint64_t* seeds;
