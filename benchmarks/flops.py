@@ -65,14 +65,16 @@ def deepfool_flops(net, iterations: int, points: int) -> int:
     return int(iterations) * 2 * per_row + int(points) * per_row
 
 
-def _probe_binary() -> Path:
-    source = PROBE_SOURCE.read_bytes()
+def compiled_probe(source_path: Path) -> Path:
+    """A probe program of benchmarks/cpp compiled once per machine and source (g++ -O3
+    -march=native, as the library's native build) into the temporary folder."""
+    source = source_path.read_bytes()
     key = hashlib.sha256(source + b"-O3 -march=native -ffp-contract=fast").hexdigest()[:16]
-    exe = Path(tempfile.gettempdir()) / f"falsestruct_fma_probe_{key}"
+    exe = Path(tempfile.gettempdir()) / f"falsestruct_{source_path.stem}_{key}"
     if not exe.exists():
         tmp = exe.with_suffix(".tmp")
         subprocess.run(["g++", "-O3", "-march=native", "-ffp-contract=fast", "-std=c++17",
-                        "-o", str(tmp), str(PROBE_SOURCE)], check=True)
+                        "-o", str(tmp), str(source_path)], check=True)
         tmp.replace(exe)
     return exe
 
@@ -83,7 +85,7 @@ def fma_gflops(attempts: int = 5) -> dict:
     sys.path.insert(0, str(HERE))
     from timing import pinned
 
-    exe = _probe_binary()
+    exe = compiled_probe(PROBE_SOURCE)
     best = {"float32": 0.0, "float64": 0.0}
     for _ in range(attempts):
         out = subprocess.run(pinned([str(exe)], 1), capture_output=True, text=True, check=True)
