@@ -84,7 +84,8 @@ def round_ratios(times: Mapping[str, Sequence[float]], peer: str, ours: str) -> 
 
 
 def machine() -> str:
-    """The CPU model and family from /proc/cpuinfo, e.g. 'AMD EPYC (family 25, model 17), 2 CPUs'."""
+    """The CPU model and family from /proc/cpuinfo and the SMT topology, e.g. 'AMD EPYC
+    (family 25, model 17), 2 CPUs, 1 CPU per core'."""
     info: Dict[str, str] = {}
     try:
         with open("/proc/cpuinfo") as f:
@@ -95,4 +96,19 @@ def machine() -> str:
         pass
     name = info.get("model name", "unknown CPU")
     return (f"{name} (family {info.get('cpu family', '?')}, model {info.get('model', '?')}), "
-            f"{os.cpu_count()} CPUs")
+            f"{os.cpu_count()} CPUs{smt_note()}")
+
+
+def smt_note() -> str:
+    """', 2 CPUs share a core' when the kernel reports hyperthread siblings among our CPUs:
+    two threads then share one core's FMA units, and no code scales to 2x on them."""
+    try:
+        with open("/sys/devices/system/cpu/cpu0/topology/thread_siblings_list") as f:
+            siblings = f.read().strip()
+    except OSError:
+        return ""
+    count = 0
+    for part in siblings.split(","):
+        lo, _, hi = part.partition("-")
+        count += int(hi) - int(lo) + 1 if hi else 1
+    return f", {count} CPUs share a core (SMT)" if count > 1 else ", 1 CPU per core"
