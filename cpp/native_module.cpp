@@ -8,6 +8,10 @@
 // Array values (NaN/inf weights, data or Adam moments) are the caller's responsibility here:
 // they give NaN results, not errors (the high-level API checks them). Long calls release the
 // GIL and stop on Ctrl-C (KeyboardInterrupt; the outputs are then incomplete).
+//
+// The kernels run through the table of the instruction-set variant chosen at import
+// (host_engine_registry.h: FALSESTRUCT_CPU_ISA and the CPU); this file is compiled for the
+// x86-64 baseline, so that a CPU that runs no variant gets an ImportError.
 #include <pybind11/functional.h>
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -20,7 +24,7 @@
 
 #include "array_checks.h"
 #include "network_args.h"
-#include "falsestruct/network_host.h"
+#include "host_engine_registry.h"
 
 namespace py = pybind11;
 // cpp/cuda_emulation_module.cpp: the CUDA kernels' logic run on the CPU (tests).
@@ -36,6 +40,14 @@ using fs_py::shape_from;
 #endif
 
 namespace {
+
+// The variant chosen at import (PYBIND11_MODULE below).
+const fs_host::HostEngine* g_engine = nullptr;
+
+template <class T>
+const fs::HostEntryPoints<T>& host_engine() {
+  return g_engine->entry<T>();
+}
 
 // n_threads: 0 = every hardware thread; more threads than work items are never started.
 constexpr int kMaxThreads = 4096;
@@ -116,7 +128,7 @@ void deepfool_impl(const fs::NetShape& s, py::handle theta, py::handle X, py::ha
   const auto a = fs_py::deepfool_args<T>(fs_py::NumpyArrays{}, s, theta, X, pert, iters, status);
   run_interruptible(static_cast<int64_t>(a.S) * a.N, progress, 0.5,
                     [&](fs::RunControl& control, const std::function<bool()>& poll, double seconds) {
-                      fs::deepfool_host(s, a.theta, a.S, a.X, a.x_net_stride, a.N, o, a.pert, a.iters,
+                      host_engine<T>().deepfool(s, a.theta, a.S, a.X, a.x_net_stride, a.N, o, a.pert, a.iters,
                                         a.status, n_threads, control, poll, seconds, emulate);
                     });
 }
@@ -126,8 +138,8 @@ void logit_input_grads_impl(const fs::NetShape& s, py::handle theta, py::handle 
                             int n_threads, int emulate) {
   const auto a = fs_py::forward_args<T>(fs_py::NumpyArrays{}, s, theta, X, out, /*logit_input_grads=*/true);
   run_interruptible(0, py::none(), 0, [&](fs::RunControl&, const std::function<bool()>& poll, double seconds) {
-    fs::logit_input_grads_host(s, a.theta, a.S, a.X, a.x_net_stride, a.N, a.out, n_threads, emulate, poll,
-                               seconds);
+    host_engine<T>().logit_input_grads(s, a.theta, a.S, a.X, a.x_net_stride, a.N, a.out, n_threads,
+                                       emulate, poll, seconds);
   });
 }
 
@@ -138,7 +150,7 @@ void init_impl(const fs::NetShape& s, py::handle seeds, py::handle theta, int n_
   T* th = checked_data<T>(theta, "theta", {S, s.n_params}, true);
   fs_py::check_outputs_disjoint({{"theta", theta}, {"seeds", seeds}}, 1);
   run_interruptible(0, py::none(), 0, [&](fs::RunControl&, const std::function<bool()>& poll, double seconds) {
-    fs::net_init_host(s, sd, S, th, n_threads, poll, seconds);
+    host_engine<T>().init(s, sd, S, th, n_threads, poll, seconds);
   });
 }
 
@@ -147,7 +159,8 @@ void forward_impl(const fs::NetShape& s, py::handle theta, py::handle X, py::han
                   int n_threads, int emulate) {
   const auto a = fs_py::forward_args_from_python<T>(s, theta, X, out);
   run_interruptible(0, py::none(), 0, [&](fs::RunControl&, const std::function<bool()>& poll, double seconds) {
-    fs::net_forward_host(s, a.theta, a.S, a.X, a.x_net_stride, a.N, a.out, n_threads, emulate, poll, seconds);
+    host_engine<T>().forward(s, a.theta, a.S, a.X, a.x_net_stride, a.N, a.out, n_threads, emulate, poll,
+                             seconds);
   });
 }
 
@@ -160,8 +173,9 @@ void loss_and_grad_impl(const fs::NetShape& s, int64_t loss_kind, py::handle the
   if (a.loss == fs::LossKind::SoftmaxCE)
     fs_py::check_class_labels(a.Y, (a.y_net_stride ? a.S : 1) * static_cast<int64_t>(a.N), s.n_logits(), "Y");
   run_interruptible(0, py::none(), 0, [&](fs::RunControl&, const std::function<bool()>& poll, double seconds) {
-    fs::net_loss_and_grad_host(s, a.loss, a.theta, a.S, a.X, a.x_net_stride, a.Y, a.y_net_stride, a.N,
-                               a.loss_out, a.grad_out, a.input_grad_out, n_threads, emulate, poll, seconds);
+    host_engine<T>().loss_and_grad(s, a.loss, a.theta, a.S, a.X, a.x_net_stride, a.Y, a.y_net_stride,
+                                   a.N, a.loss_out, a.grad_out, a.input_grad_out, n_threads, emulate,
+                                   poll, seconds);
   });
 }
 
@@ -177,7 +191,7 @@ int64_t train_impl(const fs::NetShape& s, int64_t loss_kind, int64_t shuffle, py
   const int S = fs_py::leading_dim(theta, "theta");
   return run_interruptible(static_cast<int64_t>(S) * a.epochs, progress, progress_seconds,
                            [&](fs::RunControl& control, const std::function<bool()>& poll, double seconds) {
-                             fs::net_train_host(a, S, n_threads, control, poll, seconds, emulate);
+                             host_engine<T>().train(a, S, n_threads, control, poll, seconds, emulate);
                            });
 }
 
@@ -189,6 +203,11 @@ int64_t train_impl(const fs::NetShape& s, int64_t loss_kind, int64_t shuffle, py
   "in theta, X, Y or Adam moments give NaN results (the high-level API checks them)."
 
 PYBIND11_MODULE(_native, mod) {
+  try {
+    g_engine = &fs_host::select_host_engine();
+  } catch (const std::runtime_error& e) {
+    throw py::import_error(e.what());
+  }
   mod.doc() =
       "falsestruct_fast CPU engine (C++ kernels, threads over networks).\n\n"
       "Every array argument must be a numpy.ndarray (lists are refused: outputs are written in "
@@ -202,10 +221,17 @@ PYBIND11_MODULE(_native, mod) {
           "SHA-256 of the kernel and binding sources this module was compiled from.");
   mod.def("default_threads", [] { return threads_from(0); });
   mod.def(
-      "scratch_cache_bytes", [] { return fs::ScratchCache::process().kept_bytes(); },
+      "cpu_isa", [] { return g_engine->isa; },
+      "Instruction-set variant of the CPU kernels in use: 'avx512', 'avx2', 'native' or "
+      "'generic' (chosen at import from FALSESTRUCT_CPU_ISA and the CPU).");
+  mod.def("cpu_isas", &fs_host::compiled_isas,
+          "Instruction-set variants compiled into this module (list of str), in the order "
+          "FALSESTRUCT_CPU_ISA=auto tries them.");
+  mod.def(
+      "scratch_cache_bytes", [] { return g_engine->f32->scratch_cache_bytes(); },
       "Bytes of CPU workspace kept between calls (ScratchCache).");
   mod.def(
-      "release_scratch_cache", [] { return fs::ScratchCache::process().clear(); },
+      "release_scratch_cache", [] { return g_engine->f32->release_scratch_cache(); },
       "Frees the CPU workspace kept between calls; returns the bytes freed.");
   mod.def(
       "n_params", [](py::handle spec) { return shape_from(spec).n_params; }, py::arg("spec"),
