@@ -8,7 +8,7 @@
 #include <pybind11/pybind11.h>
 
 #include "cuda_array_checks.h"
-#include "falsestruct/network_host.h"
+#include "host_engine_registry.h"
 #include "network_args.h"
 
 namespace py = pybind11;
@@ -65,7 +65,8 @@ void train_epochs_impl(const fs::NetShape& s, int64_t loss_kind, int64_t shuffle
   const int threads = fs_py::int_option(emulate_threads, "emulate_threads", 1, 1024);
   const int S = fs_py::leading_dim(theta, "theta");
   fs::RunControl control;
-  fs::net_train_host(a, S, 1, control, nullptr, 0, threads);
+  // the CPU engine's own training entry point (the variant chosen at import) on EmulatedBlock
+  fs_host::select_host_engine().entry<T>().train(a, S, 1, control, nullptr, 0, threads);
 }
 
 }  // namespace
