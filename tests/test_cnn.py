@@ -29,6 +29,11 @@ def small_nets():
                                                         D(4, activation="relu"), D(2)], loss="sigmoid"),
         "3x3x2-k5": fs.CNN((3, 3, 2), [C(3, 5), P(), F(), D(1)]),
         "2x2x3-dense-on-1x1": fs.CNN((2, 2, 3), [C(4, 3), P(), D(2)], loss="softmax"),
+        # inputs of 9 and 10 channels: the input gradient as a convolution with the flipped
+        # kernel (fewer than 8 channels take per-tap products); the first kernel gradient from
+        # the pool's routed terms only, with clipped windows; k = 5 wider than a 4 x 3 image
+        "7x5x9-wide-inputs": fs.CNN((7, 5, 9), [C(10, 3), P(), C(3, 5, activation=None), F(),
+                                                D(2)], loss="softmax"),
     }
 
 
@@ -596,6 +601,13 @@ def team_net():
                                 fs.Dense(4, activation="relu"), fs.Dense(1)])
 
 
+def pooled_team_net():
+    # inputs of 9 and 8 channels, each conv behind a pool (kernel gradients from the routed
+    # terms, in blocks of output channels), clipped pool windows (13 and 7 columns)
+    return fs.CNN((12, 13, 9), [fs.Conv2D(8, 3), fs.MaxPool2D(), fs.Conv2D(8, 3), fs.MaxPool2D(),
+                                fs.Flatten(), fs.Dense(1)])
+
+
 def odd_team_net():
     # groups of rows that end in 4-, 2- and 1-row tiles (15 and 63 rows), odd image sizes
     return fs.CNN((15, 13, 3), [fs.Conv2D(7, 5), fs.MaxPool2D(), fs.Conv2D(5, 3), fs.Flatten(),
@@ -606,7 +618,7 @@ def odd_team_net():
 # other's (one is always descheduled).
 @pytest.mark.parametrize("team", [2, 3])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("make_net,B", [(team_net, 24), (odd_team_net, 32)])
+@pytest.mark.parametrize("make_net,B", [(team_net, 24), (odd_team_net, 32), (pooled_team_net, 24)])
 def test_team_of_threads_on_one_network_is_bitwise_identical(make_net, B, dtype, team):
     net = make_net()
     params = fs.init(net, seeds=[5], dtype=dtype)
@@ -629,12 +641,19 @@ def test_team_of_threads_on_one_network_is_bitwise_identical(make_net, B, dtype,
     assert_close(l2[0], ref_loss, 1e-10 if dtype == "float64" else 1e-4, "team loss vs reference")
 
 
+def wide_pooled_net():
+    # a conv on 9 channels behind a pool: the element form of the routed kernel gradient
+    return fs.CNN((7, 5, 9), [fs.Conv2D(10, 3), fs.MaxPool2D(), fs.Conv2D(3, 3), fs.Flatten(),
+                              fs.Dense(5, activation="relu"), fs.Dense(1)])
+
+
+@pytest.mark.parametrize("make_net", [training_net, wide_pooled_net])
 @pytest.mark.parametrize("emulate", [7, 128])
-def test_emulated_block_runs_the_conv_kernels_like_the_host(emulate):
+def test_emulated_block_runs_the_conv_kernels_like_the_host(emulate, make_net):
     from falsestruct_fast import _native
     from helpers import native_train
 
-    net = training_net()
+    net = make_net()
     S, N = 2, 8
     arrays = random_params(net, S, seed=11)
     params = fs.network.unflatten(net, np.concatenate([a.reshape(S, -1) for a in arrays], axis=1))

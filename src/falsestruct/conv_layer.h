@@ -4,6 +4,11 @@
 #pragma once
 #include "executor.h"
 #include "fs_math.h"
+#include "net_shape.h"
+#if !defined(__CUDACC__)
+#include <string.h>
+#include <vector>
+#endif
 
 namespace fs {
 
@@ -15,63 +20,110 @@ struct ConvGeometry {
 
 // xp[n][h][w + p][c] = x[n][h][w][c], with p zero columns on both sides: zero padding along
 // w is materialised, so a tap's run of channels is the same for every pixel of an image row;
-// taps above or below the image are skipped as empty segments instead.
+// taps above or below the image are skipped as empty segments instead. With pad_rows, also p
+// zero rows above and below each image: xp[n][h + p][w + p][c]. Lanes run along a whole
+// padded image row (p C zeros, W C values, p C zeros).
 template <class Block, class T>
-FS_HD void conv2d_pad_columns(const Block& blk, const ConvGeometry& g, const T* x, int C, T* xp) {
-  const int p = g.pad(), Wp = g.padded_w();
-  blk.map_2d(g.B * g.H * Wp, C, [=](int pixel, int c) {
-    const int row = pixel / Wp, w = pixel % Wp - p;
-    xp[(int64_t)pixel * C + c] = (w >= 0 && w < g.W) ? x[((int64_t)row * g.W + w) * C + c] : T(0);
+FS_HD void conv2d_pad(const Block& blk, const ConvGeometry& g, const T* x, int C, bool pad_rows,
+                      T* xp) {
+  const int row_in = g.W * C, row_out = g.padded_w() * C, lead = g.pad() * C;
+  const int top = pad_rows ? g.pad() : 0, Hp = g.H + 2 * top;
+  blk.map_2d(g.B * Hp, row_out, [=](int row, int e) {
+    const int h = row % Hp - top, i = e - lead;
+    const bool inside = h >= 0 && h < g.H && i >= 0 && i < row_in;
+    xp[(int64_t)row * row_out + e] = inside ? x[((int64_t)(row / Hp) * g.H + h) * row_in + i] : T(0);
   });
 }
 
 // y[n][h][w][co] = act(b[co] + sum_{kh, kw, ci} x[n][h + kh - p][w + kw - p][ci] * K[kh][kw][ci][co]):
-// rows are output pixels, grouped by image row; segments are the k * k taps, each a run of Cin
-// channels of the padded input against Cin rows of the kernel. xp: scratch for the padded x.
+// rows are output pixels, grouped by image row; segments are the k kernel rows, each the run of
+// k * Cin (kw, ci) terms that is contiguous both in the padded input and in K (HWIO). Per kernel
+// row rather than per tap: a first layer's 1-channel taps would be segments of one term.
+// xp: scratch for the padded x.
 template <class Block, class T>
 FS_HD void conv2d_forward(const Block& blk, const ConvGeometry& g, const T* K, const T* b,
                           const T* x, T* xp, T* y, bool relu) {
-  conv2d_pad_columns(blk, g, x, g.Cin, xp);
-  const int p = g.pad(), Wp = g.padded_w();
+  conv2d_pad(blk, g, x, g.Cin, false, xp);
+  const int p = g.pad(), Wp = g.padded_w(), row_terms = g.k * g.Cin;
   blk.map_2d_segment_sum(
-      SegmentSumShape{g.B * g.H * g.W, g.Cout, g.W, g.k * g.k, 1, g.Cout},
+      SegmentSumShape{g.B * g.H * g.W, g.Cout, g.W, g.k, 1, g.Cout},
       [=](int r) -> const T* { return xp + ((int64_t)(r / g.W) * Wp + r % g.W) * g.Cin; },
-      [=](int image_row, int tap) {
-        const int kh = tap / g.k, kw = tap % g.k, ih = image_row % g.H + kh - p;
+      [=](int image_row, int kh) {
+        const int ih = image_row % g.H + kh - p;
         const bool inside = ih >= 0 && ih < g.H;
-        return Segment<T>{inside ? ((int64_t)(kh - p) * Wp + kw) * g.Cin : 0,
-                          K + (int64_t)tap * g.Cin * g.Cout, inside ? g.Cin : 0};
+        return Segment<T>{inside ? (int64_t)(kh - p) * Wp * g.Cin : 0,
+                          K + (int64_t)kh * row_terms * g.Cout, inside ? row_terms : 0};
       },
       [=](int r, int co, T s) { y[(int64_t)r * g.Cout + co] = relu_if(relu, b[co] + s); });
 }
 
-// Kt[tap][co][ci] = K[tap][ci][co]: the kernel with channels swapped, so the input gradient is
-// again a product with contiguous rows.
+// A layer with fewer input channels than kConvNarrowInput (a first layer on 1- or 3-channel
+// images): lanes over its Cin channels would run scalar, and the k Cin rows of one kernel row
+// are too few for a register tile. Its input gradient goes through per-tap products
+// (conv2d_backward_input), its kernel gradient through an x padded on all sides
+// (conv2d_backward_params); NetShape sizes their scratch for it (net_shape.h).
+FS_HD FS_INLINE bool conv2d_narrow_input(const ConvGeometry& g) { return g.Cin < kConvNarrowInput; }
+
+// The kernel laid out for conv2d_backward_input: by default flipped along kw and with channels
+// swapped, Kt[kh][kw][co][ci] = K[kh][k - 1 - kw][ci][co], so that a kernel row's (kw, co) terms
+// run contiguously with the padded dy; for a narrow input (conv2d_narrow_input) the
+// (k k Cin) x Cout kernel matrix transposed, Kt[co][(kh, kw, ci)] = K[kh][kw][ci][co].
 template <class Block, class T>
 FS_HD void conv2d_transpose_kernel(const Block& blk, const ConvGeometry& g, const T* K, T* Kt) {
   const int taps = g.k * g.k;
+  if (conv2d_narrow_input(g)) {
+    const int rows = taps * g.Cin;
+    blk.map_2d(g.Cout, rows, [=](int co, int tc) { Kt[(int64_t)co * rows + tc] = K[(int64_t)tc * g.Cout + co]; });
+    return;
+  }
   blk.map_2d(taps * g.Cout, g.Cin, [=](int tc, int ci) {
     const int tap = tc / g.Cout, co = tc % g.Cout;
-    Kt[(int64_t)tc * g.Cin + ci] = K[((int64_t)tap * g.Cin + ci) * g.Cout + co];
+    const int kh = tap / g.k, kw = g.k - 1 - tap % g.k;
+    Kt[(int64_t)tc * g.Cin + ci] = K[(((int64_t)kh * g.k + kw) * g.Cin + ci) * g.Cout + co];
   });
 }
 
 // dx[n][h][w][ci] = sum_{kh, kw, co} dy[n][h - kh + p][w - kw + p][co] * K[kh][kw][ci][co], times
-// relu'(x) when x is a ReLU output: the forward product with the kernel flipped and transposed
-// (Kt from conv2d_transpose_kernel). dyp: scratch for the padded dy.
+// relu'(x) when x is a ReLU output (Kt from conv2d_transpose_kernel). By default the forward
+// product with the flipped and transposed kernel: segments are kernel rows, a run of k * Cout
+// (kw reversed, co) terms of the padded dy. A narrow input instead takes the product
+// z[q][(kh, kw, ci)] = sum_co dy[q][co] * K[kh][kw][ci][co] over all output pixels q, with lanes
+// over the k k Cin columns, then sums each input pixel's k k terms of z, taps in order.
+// scratch: B H (W + 2p) max(Cin, Cout) scalars for the padded dy, or B H W k k Cin for z.
 template <class Block, class T>
 FS_HD void conv2d_backward_input(const Block& blk, const ConvGeometry& g, const T* Kt,
-                                 const T* x, const T* dy, T* dyp, T* dx, bool relu_input) {
-  conv2d_pad_columns(blk, g, dy, g.Cout, dyp);
+                                 const T* x, const T* dy, T* scratch, T* dx, bool relu_input) {
   const int p = g.pad(), Wp = g.padded_w();
+  if (conv2d_narrow_input(g)) {
+    const int cols = g.k * g.k * g.Cin;
+    T* z = scratch;
+    map_2d_product(blk, g.B * g.H * g.W, cols, g.Cout, 1, Kt, cols,
+                   [=](int q) { return dy + (int64_t)q * g.Cout; },
+                   [=](int q, int c, T s) { z[(int64_t)q * cols + c] = s; });
+    // lanes over the input's elements (pixel, ci); the taps whose output pixel is inside
+    blk.map_1d(g.B * g.H * g.W * g.Cin, [=](int e) {
+      const int pixel = e / g.Cin, ci = e % g.Cin, h = pixel / g.W % g.H, w = pixel % g.W;
+      const int kh_lo = h + p - (g.H - 1) > 0 ? h + p - (g.H - 1) : 0, kh_hi = h + p < g.k - 1 ? h + p : g.k - 1;
+      const int kw_lo = w + p - (g.W - 1) > 0 ? w + p - (g.W - 1) : 0, kw_hi = w + p < g.k - 1 ? w + p : g.k - 1;
+      T s = 0;
+      for (int kh = kh_lo; kh <= kh_hi; ++kh)
+        for (int kw = kw_lo; kw <= kw_hi; ++kw)
+          s += z[((int64_t)pixel + (p - kh) * g.W + p - kw) * cols + (kh * g.k + kw) * g.Cin + ci];
+      dx[e] = relu_grad_if(relu_input, x[e], s);
+    });
+    return;
+  }
+  T* dyp = scratch;
+  conv2d_pad(blk, g, dy, g.Cout, false, dyp);
+  const int row_terms = g.k * g.Cout;
   blk.map_2d_segment_sum(
-      SegmentSumShape{g.B * g.H * g.W, g.Cin, g.W, g.k * g.k, 1, g.Cin},
+      SegmentSumShape{g.B * g.H * g.W, g.Cin, g.W, g.k, 1, g.Cin},
       [=](int r) -> const T* { return dyp + ((int64_t)(r / g.W) * Wp + r % g.W) * g.Cout; },
-      [=](int image_row, int tap) {
-        const int kh = tap / g.k, kw = tap % g.k, oh = image_row % g.H - kh + p;
+      [=](int image_row, int kh) {
+        const int oh = image_row % g.H - kh + p;
         const bool inside = oh >= 0 && oh < g.H;
-        return Segment<T>{inside ? ((int64_t)(p - kh) * Wp + 2 * p - kw) * g.Cout : 0,
-                          Kt + (int64_t)tap * g.Cout * g.Cin, inside ? g.Cout : 0};
+        return Segment<T>{inside ? (int64_t)(p - kh) * Wp * g.Cout : 0,
+                          Kt + (int64_t)kh * row_terms * g.Cin, inside ? row_terms : 0};
       },
       [=](int r, int ci, T s) {
         const int64_t e = (int64_t)r * g.Cin + ci;
@@ -79,26 +131,186 @@ FS_HD void conv2d_backward_input(const Block& blk, const ConvGeometry& g, const 
       });
 }
 
+// The position a 2 x 2 max-pool routed window (n, oh, ow)'s gradient to in channel co: the
+// first of the window's positions where dy[n][h][w][co] != 0 (a clipped window's positions
+// outside the image read its first one again); false if none. Behind a max-pool
+// (pool_layer.h) a window's other positions get exactly 0. Branch-free: which position wins
+// is unpredictable.
+template <class T>
+FS_HD FS_INLINE bool pool_route(const ConvGeometry& g, const T* dy, int n, int oh, int ow, int co,
+                                int* h_out, int* w_out, T* dy_out) {
+  const int64_t right = 2 * ow + 1 < g.W ? g.Cout : 0;
+  const int64_t below = 2 * oh + 1 < g.H ? (int64_t)g.W * g.Cout : 0;
+  const T* corner = dy + (((int64_t)n * g.H + 2 * oh) * g.W + 2 * ow) * g.Cout + co;
+  const T v0 = corner[0], v1 = corner[right], v2 = corner[below], v3 = corner[below + right];
+  int q = v2 != T(0) ? 2 : 3;
+  T v = v2 != T(0) ? v2 : v3;
+  q = v1 != T(0) ? 1 : q;
+  v = v1 != T(0) ? v1 : v;
+  q = v0 != T(0) ? 0 : q;
+  v = v0 != T(0) ? v0 : v;
+  *h_out = 2 * oh + (q >> 1);
+  *w_out = 2 * ow + (q & 1);
+  *dy_out = v;
+  return v != T(0);
+}
+
+#if !defined(__CUDACC__)
+// acc[0 .. NV) (the run's columns [0, avail)) += dy_i * x_i, i < n_routes, for the routed terms
+// of one image; acc starts at 0 (first image) or at the partial sums in part. x rows are read
+// as whole vectors: lanes past the run read the padded x's next values, and are not stored.
+template <int NV, class V, class T>
+FS_INLINE void pooled_run_block(const T* xk, const int64_t* route_x, const T* route_dy,
+                                int n_routes, T* part, int avail, bool first) {
+  constexpr int L = sizeof(V) / sizeof(T);
+  V acc[NV];
+#pragma GCC unroll 8
+  for (int v = 0; v < NV; ++v) {
+    acc[v] = V{};
+    const int n_el = avail - v * L;
+    if (first) continue;
+    if (n_el >= L) acc[v] = load_vector<V>(part + v * L);
+    else memcpy(&acc[v], part + v * L, n_el * sizeof(T));
+  }
+  for (int i = 0; i < n_routes; ++i) {
+    const T* xr = xk + route_x[i];
+    const T d = route_dy[i];
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) acc[v] += d * load_vector<V>(xr + v * L);
+  }
+#pragma GCC unroll 8
+  for (int v = 0; v < NV; ++v) {
+    const int n_el = avail - v * L;
+    if (n_el >= L) memcpy(part + v * L, &acc[v], sizeof(V));
+    else memcpy(part + v * L, &acc[v], n_el * sizeof(T));
+  }
+}
+
+// CPU engine of conv2d_backward_params' pooled form for output channels [co_begin, co_end):
+// dKt[co][kh][(kw, ci)], image by image (an image's padded x stays in L1 while every channel
+// and kernel row of the range takes its routed terms), each (channel, kernel row) run of
+// k Cin sums in register blocks of up to 8 vectors. Same sums in the same order as the
+// element definition.
+template <class T>
+void pooled_kernel_grad_host(const ConvGeometry& g, const T* xp, const T* dy, T* dKt,
+                             int co_begin, int co_end) {
+  using V = typename HostVector<T, kHostVectorBytes>::type;
+  constexpr int L = kHostVectorBytes / sizeof(T);
+  const int p = g.pad(), Hp = g.H + 2 * p, Wp = g.padded_w(), run = g.k * g.Cin;
+  const int OH = (g.H + 1) / 2, OW = (g.W + 1) / 2;
+  std::vector<int64_t> route_x(OH * OW);
+  std::vector<T> route_dy(OH * OW);
+  for (int n = 0; n < g.B; ++n) {
+    for (int co = co_begin; co < co_end; ++co) {
+      int n_routes = 0;
+      for (int oh = 0; oh < OH; ++oh)
+        for (int ow = 0; ow < OW; ++ow) {
+          int h, w;
+          T d;
+          const bool routed = pool_route(g, dy, n, oh, ow, co, &h, &w, &d);
+          route_x[n_routes] = (((int64_t)n * Hp + h) * Wp + w) * g.Cin;  // kept if routed
+          route_dy[n_routes] = d;
+          n_routes += routed;
+        }
+      for (int kh = 0; kh < g.k; ++kh) {
+        const T* xk = xp + (int64_t)kh * Wp * g.Cin;
+        T* part = dKt + ((int64_t)co * g.k + kh) * run;
+        for (int c0 = 0; c0 < run; c0 += 8 * L) {
+          const int avail = run - c0, nv = (avail + L - 1) / L;
+          const int64_t* rx = route_x.data();
+          const T* rd = route_dy.data();
+          switch (nv < 8 ? nv : 8) {
+            case 1: pooled_run_block<1, V>(xk + c0, rx, rd, n_routes, part + c0, avail, n == 0); break;
+            case 2: pooled_run_block<2, V>(xk + c0, rx, rd, n_routes, part + c0, avail, n == 0); break;
+            case 3: pooled_run_block<3, V>(xk + c0, rx, rd, n_routes, part + c0, avail, n == 0); break;
+            case 4: pooled_run_block<4, V>(xk + c0, rx, rd, n_routes, part + c0, avail, n == 0); break;
+            case 5: pooled_run_block<5, V>(xk + c0, rx, rd, n_routes, part + c0, avail, n == 0); break;
+            case 6: pooled_run_block<6, V>(xk + c0, rx, rd, n_routes, part + c0, avail, n == 0); break;
+            case 7: pooled_run_block<7, V>(xk + c0, rx, rd, n_routes, part + c0, avail, n == 0); break;
+            default: pooled_run_block<8, V>(xk + c0, rx, rd, n_routes, part + c0, avail, n == 0); break;
+          }
+        }
+      }
+    }
+  }
+}
+#endif
+
 // dK[kh][kw][ci][co] = sum_{n, h, w} x[n][h + kh - p][w + kw - p][ci] * dy[n][h][w][co];
 // db[co] = sum_{n, h, w} dy[n][h][w][co]. Rows are (kh, kw, ci), grouped by kh; segments are
 // the output image rows (n, h): a run of the padded x along w (stride Cin) against the rows of
-// dy. xp: scratch for the padded x.
+// dy. A narrow input (conv2d_narrow_input) is padded with zero rows too, so that all k k Cin
+// rows share every segment (one group: register tiles of 8 rows); its sums then also take the
+// zero terms of the padding rows.
+// pooled (the layer's output goes to a 2 x 2 max-pool; k > 1, input not narrow): dy has at most one nonzero per
+// pool window and channel, and only those terms are summed: element (row (kh, kw, ci), co) is
+//   acc = 0;  for each window (n, oh, ow) in order with a route (h, w) (pool_route):
+//     acc += dy[n][h][w][co] * x[n][h + kh - p][w + kw - p][ci].
+// The CPU engine runs it as row blocks of output channels (pooled_kernel_grad_host) into
+// kernel_scratch (k k Cin Cout scalars), then transposes.
+// xp: scratch for the padded x, B (H + 2p) (W + 2p) Cin scalars.
 template <class Block, class T>
 FS_HD void conv2d_backward_params(const Block& blk, const ConvGeometry& g, const T* x,
-                                  const T* dy, T* xp, T* dK, T* db) {
-  conv2d_pad_columns(blk, g, x, g.Cin, xp);
+                                  const T* dy, T* xp, T* kernel_scratch, bool pooled, T* dK,
+                                  T* db) {
   const int p = g.pad(), Wp = g.padded_w(), taps_row = g.k * g.Cin;
-  blk.map_2d_segment_sum(
-      SegmentSumShape{g.k * taps_row, g.Cout, taps_row, g.B * g.H, g.Cin, g.Cout},
-      [=](int r) -> const T* { return xp + r % taps_row; },
-      [=](int kh, int image_row) {
-        const int ih = image_row % g.H + kh - p;
-        const bool inside = ih >= 0 && ih < g.H;
-        const int64_t x_row = (int64_t)(image_row - image_row % g.H + ih) * Wp * g.Cin;
-        return Segment<T>{inside ? x_row : 0, dy + (int64_t)image_row * g.W * g.Cout,
-                          inside ? g.W : 0};
-      },
-      [=](int row, int co, T s) { dK[(int64_t)row * g.Cout + co] = s; });
+  const int Hp = g.H + 2 * p, rows = g.k * taps_row;
+  auto store = [=](int row, int co, T s) { dK[(int64_t)row * g.Cout + co] = s; };
+  if (pooled && g.k > 1 && !conv2d_narrow_input(g)) {
+    conv2d_pad(blk, g, x, g.Cin, true, xp);
+#if !defined(__CUDACC__)
+    if constexpr (IsHostBlock<Block>::value) {
+      const int64_t work = (int64_t)g.B * g.H * g.W * rows * g.Cout / 4;
+      T* dKt = kernel_scratch;
+      // blocks of 8 channels: a block reads all the padded x once
+      blk.map_row_blocks(g.Cout, work, 8, [&](int lo, int count) {
+        pooled_kernel_grad_host(g, xp, dy, dKt, lo, lo + count);
+      });
+      blk.map_2d(rows, g.Cout, [=](int row, int co) {
+        dK[(int64_t)row * g.Cout + co] = dKt[((int64_t)co * g.k + row / taps_row) * taps_row + row % taps_row];
+      });
+    } else
+#endif
+    {
+      blk.map_2d(rows, g.Cout, [=](int row, int co) {
+        const int kh = row / taps_row, kw = row / g.Cin % g.k, ci = row % g.Cin;
+        const int OH = (g.H + 1) / 2, OW = (g.W + 1) / 2;
+        T acc = 0;
+        for (int n = 0; n < g.B; ++n)
+          for (int oh = 0; oh < OH; ++oh)
+            for (int ow = 0; ow < OW; ++ow) {
+              int h, w;
+              T d;
+              if (!pool_route(g, dy, n, oh, ow, co, &h, &w, &d)) continue;
+              acc += d * xp[(((int64_t)n * Hp + h + kh) * Wp + w + kw) * g.Cin + ci];
+            }
+        dK[(int64_t)row * g.Cout + co] = acc;
+      });
+    }
+  } else if (conv2d_narrow_input(g)) {
+    conv2d_pad(blk, g, x, g.Cin, true, xp);
+    blk.map_2d_segment_sum(
+        SegmentSumShape{rows, g.Cout, rows, g.B * g.H, g.Cin, g.Cout},
+        [=](int r) -> const T* { return xp + (int64_t)(r / taps_row) * Wp * g.Cin + r % taps_row; },
+        [=](int, int image_row) {
+          const int64_t x_row = (int64_t)(image_row / g.H * Hp + image_row % g.H) * Wp * g.Cin;
+          return Segment<T>{x_row, dy + (int64_t)image_row * g.W * g.Cout, g.W};
+        },
+        store);
+  } else {
+    conv2d_pad(blk, g, x, g.Cin, false, xp);
+    blk.map_2d_segment_sum(
+        SegmentSumShape{rows, g.Cout, taps_row, g.B * g.H, g.Cin, g.Cout},
+        [=](int r) -> const T* { return xp + r % taps_row; },
+        [=](int kh, int image_row) {
+          const int ih = image_row % g.H + kh - p;
+          const bool inside = ih >= 0 && ih < g.H;
+          const int64_t x_row = (int64_t)(image_row - image_row % g.H + ih) * Wp * g.Cin;
+          return Segment<T>{inside ? x_row : 0, dy + (int64_t)image_row * g.W * g.Cout,
+                            inside ? g.W : 0};
+        },
+        store);
+  }
   map_column_sums(blk, g.Cout, g.B * g.H * g.W, dy, g.Cout, [=](int co, T s) { db[co] = s; });
 }
 

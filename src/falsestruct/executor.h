@@ -189,6 +189,16 @@ struct HostBlock {
   // Serial phase (run once per block).
   template <class F>
   FS_INLINE void single(F&& f) const { f(); }
+#if !defined(__CUDACC__)
+  // Row-block phase (CPU engines only): fn(lo, count) computes rows [lo, lo + count) of a
+  // result whose rows do not depend on each other or on how they are cut; `work` is the
+  // phase's element operations; a team cuts only at multiples of `align` rows. Here one call
+  // for all rows.
+  template <class F>
+  void map_row_blocks(int rows, int64_t, int, F&& fn) const {
+    if (rows > 0) fn(0, rows);
+  }
+#endif
 };
 
 #if !defined(__CUDACC__)
@@ -324,6 +334,25 @@ struct HostTeamBlock {
     if (tid == 0) f();
     barrier->wait();
   }
+  // Row-block phase (see HostBlock::map_row_blocks): the rows in chunks over the team.
+  template <class F>
+  void map_row_blocks(int rows, int64_t work, int align, F&& fn) const {
+    on_row_chunks(rows, work, align, fn);
+  }
+};
+
+// The CPU engine's executors, which also run row-block phases (map_row_blocks).
+template <class Block>
+struct IsHostBlock {
+  static constexpr bool value = false;
+};
+template <>
+struct IsHostBlock<HostBlock> {
+  static constexpr bool value = true;
+};
+template <>
+struct IsHostBlock<HostTeamBlock> {
+  static constexpr bool value = true;
 };
 #endif
 

@@ -16,6 +16,11 @@ namespace fs {
 
 constexpr int kMaxLayers = 16;
 
+// Conv layers with fewer input channels than this take their input gradient as a product with
+// k k Cin columns per output pixel (conv_layer.h, conv2d_narrow_input), whose B H W k k Cin
+// scalars need scratch.
+constexpr int kConvNarrowInput = 8;
+
 enum class LayerKind : int { Dense = 0, Conv2D = 1, MaxPool2 = 2 };
 
 struct Layer {
@@ -89,10 +94,15 @@ inline const char* finish_net_shape(NetShape* s) {
     if (L.kind == LayerKind::Conv2D) {
       const int64_t taps = product_within(L.k, L.k, kMaxIntCount);
       n_w = product_within(product_within(taps, L.in_c, kMaxIntCount), L.out_c, kMaxIntCount);
-      // One sample's input or output gradient, padded by k / 2 columns on each side.
-      const int64_t padded_w = (int64_t)L.in_w + 2 * (L.k / 2);
-      const int64_t pad = product_within(product_within(L.in_h, padded_w, kMaxIntCount),
-                                         L.in_c > L.out_c ? L.in_c : L.out_c, kMaxIntCount);
+      // One sample's input or output gradient, padded by k / 2 rows and columns on each side.
+      const int64_t padded_w = (int64_t)L.in_w + 2 * (L.k / 2), padded_h = (int64_t)L.in_h + 2 * (L.k / 2);
+      int64_t pad = product_within(product_within(padded_h, padded_w, kMaxIntCount),
+                                   L.in_c > L.out_c ? L.in_c : L.out_c, kMaxIntCount);
+      if (L.in_c < kConvNarrowInput && pad >= 0 && taps >= 0) {
+        const int64_t z = product_within(product_within((int64_t)L.in_h * L.in_w, taps, kMaxIntCount),
+                                         L.in_c, kMaxIntCount);
+        pad = z < 0 ? z : (z > pad ? z : pad);
+      }
       if (taps < 0 || pad < 0) return "conv kernel size too large for 32-bit indexing";
       if (pad > s->max_conv_scratch) s->max_conv_scratch = pad;
     }

@@ -159,7 +159,10 @@ FS_HD T* net_backward(const Block& blk, const NetShape& s, const T* theta,
           conv2d_transpose_kernel(blk, g, W, ws.kernel_t);
           conv2d_backward_input(blk, g, ws.kernel_t, x, dy, ws.padded, dx, relu_input);
         }
-        if (want_param_grads) conv2d_backward_params(blk, g, x, dy, ws.padded, dW, db);
+        // Behind a max-pool dy has one nonzero per window and channel (conv_layer.h).
+        const bool pooled = l + 1 < s.n_layers && s.layer[l + 1].kind == LayerKind::MaxPool2;
+        if (want_param_grads)
+          conv2d_backward_params(blk, g, x, dy, ws.padded, ws.kernel_t, pooled, dW, db);
         break;
       }
       case LayerKind::MaxPool2:
