@@ -49,20 +49,26 @@ FS_HD void maxpool2_forward(const Block& blk, const PoolGeometry& g, const T* x,
 }
 
 // dx = dy routed to the first maximum of each window (zero elsewhere), times relu'(x) when x is
-// a ReLU output. Elements are the input's: each finds its window's maximum again (four loads
-// along channels) and writes only itself, so every load and store runs contiguously over the
-// channel lanes; a body per window would scatter four stores per lane.
+// a ReLU output. Elements are the windows' (window, c): each finds its maximum once and writes
+// its four positions, every load and store running contiguously over the channel lanes. A
+// clipped window's positions outside the input alias its first position, which is written
+// last (an aliased position is never the maximum, so it writes 0 there first).
 template <class Block, class T>
 FS_HD void maxpool2_backward_input(const Block& blk, const PoolGeometry& g, const T* x,
                                    const T* dy, T* dx, bool relu_input) {
   const int OH = g.out_h(), OW = g.out_w();
-  blk.map_2d(g.B * g.H * g.W, g.C, [=](int pixel, int c) {
-    const int n = pixel / (g.H * g.W), h = (pixel / g.W) % g.H, w = pixel % g.W;
-    const int oh = h / 2, ow = w / 2;
-    T m;  // the window's maximum: x here when this element is the one chosen
+  blk.map_2d(g.B * OH * OW, g.C, [=](int r, int c) {
+    const int n = r / (OH * OW), oh = (r / OW) % OH, ow = r % OW;
+    T m;
     const int best = pool_argmax(g, x, n, oh, ow, c, &m);
-    const T grad = dy[(((int64_t)n * OH + oh) * OW + ow) * g.C + c];
-    dx[(int64_t)pixel * g.C + c] = best == (h % 2) * 2 + w % 2 ? relu_grad_if(relu_input, m, grad) : T(0);
+    const T grad = relu_grad_if(relu_input, m, dy[(int64_t)r * g.C + c]);
+    T* corner = dx + (((int64_t)n * g.H + 2 * oh) * g.W + 2 * ow) * g.C + c;
+    const int64_t right = 2 * ow + 1 < g.W ? g.C : 0;
+    const int64_t below = 2 * oh + 1 < g.H ? (int64_t)g.W * g.C : 0;
+    corner[below + right] = best == 3 ? grad : T(0);
+    corner[below] = best == 2 ? grad : T(0);
+    corner[right] = best == 1 ? grad : T(0);
+    corner[0] = best == 0 ? grad : T(0);
   });
 }
 
