@@ -144,13 +144,20 @@ FS_HD void deepfool_rows(const Block& blk, const NetShape& s, const T* theta, co
     ws.count[1] = 1;
   });
 
-  // Network input rows: slot a holds x0 + scale * r~ of its tile row (clipped to the box).
-  auto load_points = [&](int A, T scale) {
+  // Network input rows: slot a holds x0 + r~ of its tile row (clipped to the box).
+  auto load_points = [&](int A) {
     blk.map_2d(A, d, [=](int a, int k) {
       const int64_t e = (int64_t)ws.act[a] * d + k;
-      T v = x0[e] + scale * ws.r_tot[e];
+      T v = x0[e] + ws.r_tot[e];
       if (clip) v = v < lo ? lo : (v > hi ? hi : v);
       in[(int64_t)a * d + k] = v;
+    });
+  };
+  // Slot a holds x0 + pert of its tile row: the checked point.
+  auto load_perturbed = [&](int A) {
+    blk.map_2d(A, d, [=](int a, int k) {
+      const int64_t e = (int64_t)ws.act[a] * d + k;
+      in[(int64_t)a * d + k] = x0[e] + pert[e];
     });
   };
   // Points to check: the perturbation p = (1 + eta) r~ (clipped: clip(x0 + p) - x0) is
@@ -166,9 +173,16 @@ FS_HD void deepfool_rows(const Block& blk, const NetShape& s, const T* theta, co
       }
       pert[e] = p;
     });
-    blk.map_2d(A, d, [=](int a, int k) {
-      const int64_t e = (int64_t)ws.act[a] * d + k;
-      in[(int64_t)a * d + k] = x0[e] + pert[e];
+    load_perturbed(A);
+  };
+  // Drops the slots of points that have finished (ws.count[0]: the slots left); points that
+  // stop at a step are otherwise dropped at the next check.
+  auto compact = [&](int A) {
+    blk.single([=] {
+      int n = 0;
+      for (int a = 0; a < A; ++a)
+        if (status[ws.act[a]] == kAttackActive) ws.act[n++] = ws.act[a];
+      ws.count[0] = n;
     });
   };
 
@@ -207,20 +221,32 @@ FS_HD void deepfool_rows(const Block& blk, const NetShape& s, const T* theta, co
         }
       });
     }
+    // Foolbox form: the checked points' activations are those to linearise at. While most
+    // slots are still active, the gradient runs on all of them (the finished ones idle, their
+    // results unused) instead of compacting and evaluating the others again at the same
+    // points; the slots are compacted after the step.
+    const bool foolbox = o.foolbox;
     blk.single([=] {
       int n = 0;
-      for (int a = 0; a < A; ++a)
-        if (status[ws.act[a]] == kAttackActive) ws.act[n++] = ws.act[a];
-      ws.count[1] = n != A;
-      ws.count[0] = stop() ? 0 : n;  // cancelled: every thread of the block leaves the loop
+      for (int a = 0; a < A; ++a) n += status[ws.act[a]] == kAttackActive;
+      const bool keep = foolbox && 2 * n > A;
+      if (!keep) {
+        n = 0;
+        for (int a = 0; a < A; ++a)
+          if (status[ws.act[a]] == kAttackActive) ws.act[n++] = ws.act[a];
+      }
+      // 1: the slots changed, evaluate them again; 2: finished slots kept, compact after the step
+      ws.count[1] = n == A ? 0 : keep ? 2 : 1;
+      ws.count[0] = stop() || n == 0 ? 0 : keep ? A : n;  // cancelled: every thread leaves
     });
-    const bool changed = ws.count[1] != 0;
+    const bool changed = ws.count[1] == 1, kept_finished = ws.count[1] == 2;
     A = ws.count[0];
     if (A == 0) break;
     // 2. Linearise at x0 + r~ (Foolbox form: at the checked point, whose activations are
-    // still in place unless the active list changed).
+    // still in place unless the slots changed).
     if (changed || (!o.foolbox && it > 0)) {
-      load_points(A, o.foolbox ? over : T(1));
+      if (o.foolbox) load_perturbed(A);
+      else load_points(A);
       net_forward(blk, s, theta, in, ws.net.padded, A);
     }
     const T* z = in + (int64_t)s.act_row(s.n_layers) * A;
@@ -264,6 +290,7 @@ FS_HD void deepfool_rows(const Block& blk, const NetShape& s, const T* theta, co
     // 4. Step r~ += r_i, or stop where there is no usable direction.
     blk.map_1d(A, [=](int a) {
       const int t = ws.act[a];
+      if (status[t] != kAttackActive) return;  // finished at this iteration's check
       const T nrm = ws.wnorm[a], dist = ws.dist[a];
       if (nrm == T(0) || !is_finite(nrm) || !is_finite(dist)) {
         status[t] = nrm == T(0) ? kAttackZeroGradient : kAttackNonFinite;
@@ -279,6 +306,7 @@ FS_HD void deepfool_rows(const Block& blk, const NetShape& s, const T* theta, co
       const T dir = linf ? T(v > T(0) ? 1 : (v < T(0) ? -1 : 0)) : v;
       ws.r_tot[(int64_t)t * d + k] += ws.dist[a] * dir;
     });
+    if (kept_finished) compact(A);
   }
   // pert holds the perturbation of the last checked point of every row.
   blk.map_2d(B, d, [=](int t, int k) {
