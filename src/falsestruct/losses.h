@@ -11,12 +11,18 @@ namespace fs {
 
 enum class LossKind : int { SigmoidCE = 0, SoftmaxCE = 1 };
 
+// Gradient of one logit's term of the mean sigmoid cross-entropy, scale = 1 / (B * K).
+template <class T>
+FS_HD FS_INLINE T sigmoid_ce_dz(T z, T y, T scale) {
+  return (T(1) / (T(1) + exp_poly(-z)) - y) * scale;
+}
+
 // Mean sigmoid cross-entropy over the B * K logits:
 //   dz = (sigmoid(z) - y) / (B * K).
 template <class Block, class T>
 FS_HD void sigmoid_ce_grad(const Block& blk, const T* z, const T* y, T* dz, int K, int B) {
   const T scale = T(1) / T(B * K);
-  blk.map_1d(B * K, [=](int e) { dz[e] = (T(1) / (T(1) + exp_poly(-z[e])) - y[e]) * scale; });
+  blk.map_1d(B * K, [=](int e) { dz[e] = sigmoid_ce_dz(z[e], y[e], scale); });
 }
 
 // Per sample n: loss[n] = mean_j [max(z,0) - z*y + log1p(exp(-|z|))] (stable form),

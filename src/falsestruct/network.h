@@ -13,6 +13,7 @@
 #if !defined(__CUDACC__)
 #include <type_traits>
 #include "host_shallow_backward.h"
+#include "host_shallow_step.h"
 #endif
 
 namespace fs {
@@ -270,6 +271,12 @@ FS_HD void train_network(const Block& blk, const TrainArgs<T>& a, int net,
   int* order = ws.order;
   int* draws = ws.draws;
   int* rows = ws.rows;
+  // The CPU engine runs Experiment I's shallow network's step fused (same sums), up to Adam.
+  bool fused_step = false;
+#if !defined(__CUDACC__)
+  if constexpr (std::is_same<Block, HostBlock>::value)
+    fused_step = host_shallow_step_applies<T>(s, a.loss, B);
+#endif
 
   for (int epoch = a.epoch_begin; epoch < epoch_end; ++epoch) {
     const int epoch_no = epoch + 1;
@@ -285,9 +292,16 @@ FS_HD void train_network(const Block& blk, const TrainArgs<T>& a, int net,
     double loss_sum = 0.0, correct_sum = 0.0;
     for (int step = 0; step < n_batches; ++step) {
       blk.map_1d(B, [=](int n) { rows[n] = batch_row(mode, order, step, B, n); });
-      gather_batch(blk, X, Y, rows, ws.acts, ws.targets, d, t_per, B);
-      net_forward(blk, s, theta, ws.acts, ws.padded, B);
-      loss_grad(blk, a.loss, logits, ws.targets, ws.delta_a, K, B);
+      if (fused_step) {
+#if !defined(__CUDACC__)
+        host_shallow_step(s, theta, X, Y, rows, B, ws.acts, ws.acts + (int64_t)s.act_row(2) * B,
+                          ws.targets, ws.delta_a, ws.grad);
+#endif
+      } else {
+        gather_batch(blk, X, Y, rows, ws.acts, ws.targets, d, t_per, B);
+        net_forward(blk, s, theta, ws.acts, ws.padded, B);
+        loss_grad(blk, a.loss, logits, ws.targets, ws.delta_a, K, B);
+      }
       if (record) {
         loss_terms(blk, a.loss, logits, ws.targets, ws.terms, ws.terms + B, K, B);
         blk.single([&] {
@@ -297,7 +311,7 @@ FS_HD void train_network(const Block& blk, const TrainArgs<T>& a, int net,
           }
         });
       }
-      net_backward(blk, s, theta, ws, B, false);
+      if (!fused_step) net_backward(blk, s, theta, ws, B, false);
       ++t;
       adam_update(blk, a.adam, t, ws.grad, theta, m, v, s.n_params);
       if (step % kStopCheckSteps == kStopCheckSteps - 1 && stop()) return;
