@@ -256,6 +256,26 @@ def test_fused_shallow_backward_matches_generic_phases(widths, dtype, rtol):
             assert_close(g[s], r, grad_rtol, f"grad {i}")
 
 
+# The CPU engine's fused step (host_shallow_step.h) takes a batch in chunks of at most 64
+# samples, carrying the gradient sums from one chunk to the next: batches of 150 and 65 take
+# three and two chunks, and must still equal the generic phases (emulated executor).
+@pytest.mark.parametrize("dtype,rtol", [("float64", 1e-12), ("float32", 2e-5)])
+@pytest.mark.parametrize("batch_size", [65, 150])
+def test_fused_shallow_step_batches_in_chunks(dtype, rtol, batch_size):
+    net = fs.MLP([2, 104, 1])
+    S, N = 2, 300
+    params = fs.init(net, seeds=range(S), dtype=dtype)
+    X = make_data(N, 2, seed=5).astype(dtype)
+    y = make_targets(net, N, seed=6)
+    kw = dict(shuffle="samples", epochs=3, batch_size=batch_size, record_every=1,
+              adam=fs.Adam(lr=1e-2))
+    host = _native_train(net, params, X, y, emulate=0, **kw)
+    emulated = _native_train(net, params, X, y, emulate=7, **kw)
+    for name, a, b in zip(("theta", "m", "v", "loss", "acc"), host, emulated):
+        assert_close(a, b, rtol, f"batch {batch_size} {dtype}: {name}")
+    assert not np.array_equal(host[0], params.flat)
+
+
 @pytest.mark.parametrize("N", [1, 37, 600])
 def test_emulated_block_forward_and_grad_match_host(N):
     net = fs.MLP([3, 7, 5, 2], loss="softmax")
