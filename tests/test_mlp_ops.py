@@ -179,8 +179,8 @@ def test_loss_and_grad_default_chunk_is_one_call_for_small_N_and_bounded():
     # per-row workspace: activations 2 + 104 + 1, two buffers of the widest layer, target, 2 terms
     assert default_chunk_rows(net) == LOSS_GRAD_CHUNK_SCALARS // (107 + 208 + 1 + 2)
     # the paper's CNN: activations, two buffers of the widest layer (24 x 32 x 32), logit, 2
-    # terms, and conv1's input gradient padded by 2 columns on each side (32 x 36 x 24)
-    cnn_row = (1024 + 24576 + 6144 + 12288 + 3072 + 10 + 1) + 2 * 24576 + 1 + 2 + 32 * 36 * 24
+    # terms, and conv1's input gradient padded by 2 rows and columns on each side (36 x 36 x 24)
+    cnn_row = (1024 + 24576 + 6144 + 12288 + 3072 + 10 + 1) + 2 * 24576 + 1 + 2 + 36 * 36 * 24
     assert default_chunk_rows(fs.paper_cnn()) == LOSS_GRAD_CHUNK_SCALARS // cnn_row
     assert default_chunk_rows(fs.paper_cnn()) >= 60      # one call for the paper's batch of 60
 

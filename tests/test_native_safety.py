@@ -167,7 +167,8 @@ def test_n_params_closed_form(spec, expected):
     ([1, 1, 1, 0, 2**28 + 1, 0, 0], r"spec: a layer has more than 2\^28 units per sample"),
     ([16384, 16384, 1, 1, 2, 1, 0], r"spec: a layer has more than 2\^28 units per sample"),
     ([1, 1, 3, 1, 1, 2**31 - 1, 0], r"spec: conv kernel size too large for 32-bit indexing"),
-    ([4, 4, 3, 1, 8, 45001, 0], r"spec: a layer has more than 2147483647 weights"),
+    # a 1 x 1 conv from 46341 channels to 46341: every size fits, the kernel does not
+    ([1, 1, 46341, 1, 46341, 1, 0], r"spec: a layer has more than 2147483647 weights"),
     ([1, 1, 2**31, 0, 1, 0, 0], r"spec: entry 2 = 2147483648 is outside the 32-bit range"),
     ([1, 1, 2, 0, -2**40, 0, 0], r"spec: entry 4 = -1099511627776 is outside the 32-bit range"),
     ([1, 1, 0, 0, 1, 0, 0], r"spec: input shape must be positive"),
