@@ -677,3 +677,39 @@ def test_emulated_block_runs_the_conv_kernels_like_the_host(emulate, make_net):
         res[e] = (loss, grad, dX)
     for a, b in zip(res[emulate], res[0]):
         assert_close(a, b, 1e-12, "emulated loss_and_grad")
+
+
+def routed_input_grad_net():
+    # a conv on the 37 ReLU channels of another, behind a pool, with the input gradient: the CPU
+    # engine sums only the routed terms (one per window and channel), in blocks of input
+    # channels (37 = 3 float32 / 4 + 1 float64 vectors, with padding lanes), then relu'(x);
+    # odd sizes clip the last windows; k = 5
+    return fs.CNN((7, 9, 3), [fs.Conv2D(37, 3), fs.Conv2D(6, 5), fs.MaxPool2D(), fs.Flatten(),
+                              fs.Dense(1)])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_routed_conv_input_gradient_behind_a_pool(dtype):
+    net = routed_input_grad_net()
+    N = 5
+    params = fs.init(net, seeds=[2], dtype=dtype)
+    X = images(N, net.input_shape, seed=21).astype(dtype)
+    y = make_targets(net, N, seed=22)
+    _, _, d1 = fs.loss_and_grad(net, params, X, y, wrt_input=True, threads=1)
+    _, _, d3 = fs.loss_and_grad(net, params, X, y, wrt_input=True, threads=3)
+    np.testing.assert_array_equal(d1, d3)  # a team splits the images: same sums
+    p64 = [a[0].astype(np.float64) for a in params]
+    _, _, dX_ref = RC.loss_and_grad(net, p64, X.astype(np.float64), y)
+    assert np.count_nonzero(dX_ref) > dX_ref.size // 2
+    assert_close(d1[0], dX_ref, 1e-10 if dtype == "float64" else 2e-5, "routed input grad")
+    # the emulated CUDA block takes the dense form (every term, zeros included)
+    flat = np.ascontiguousarray(params.flat)
+    Xf = np.ascontiguousarray(X.reshape(1, N, -1))
+    Y = np.ascontiguousarray(np.asarray(y).reshape(1, N, -1).astype(dtype))
+    dense = {}
+    for e in (0, 7):
+        loss, grad, dX = np.zeros(1, dtype), np.zeros_like(flat), np.zeros_like(Xf)
+        _native.net_loss_and_grad(net.spec, 0, flat, Xf, Y, loss, grad, dX, 1, e)
+        dense[e] = dX
+    np.testing.assert_array_equal(dense[0].reshape(d1.shape), d1)
+    assert_close(dense[0], dense[7], 1e-12 if dtype == "float64" else 2e-6, "routed vs dense")

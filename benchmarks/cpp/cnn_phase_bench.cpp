@@ -6,9 +6,10 @@
 //   ./cnn_phase_bench [float|double] [rounds] [batch]
 // Each round runs the phases of one training step in order (the same calls as net_forward /
 // net_backward / adam_update; both kernel gradients in their form behind a max-pool), then
-// conv1's kernel transpose and input gradient (only DeepFool and input gradients need it);
+// conv1's kernel transpose and input gradient (only DeepFool and input gradients need it), and
+// for comparison conv2's input gradient in the dense form (rows in brackets: not in the step);
 // every phase is timed alone and the best of the rounds printed, with the dense product's
-// multiply-adds per ns where it has one (a kernel gradient behind a pool does a quarter).
+// multiply-adds per ns where it has one (a gradient behind a pool does a quarter).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -88,13 +89,14 @@ void run(int rounds, int B) {
        }},
       {"pool2 backward", 0, [&] { fs::maxpool2_backward_input(blk, pool(3), act(3), da, dbuf, true); }},
       {"conv2 kernel transpose", 0, [&] { fs::conv2d_transpose_kernel(blk, geom(2), W(2), ws.kernel_t); }},
-      {"conv2 input grad (pad + product)", macs(2), [&] { fs::conv2d_backward_input(blk, geom(2), ws.kernel_t, act(2), dbuf, ws.padded, da, false); }},
+      {"conv2 input grad (routed behind pool 2)", macs(2), [&] { fs::conv2d_backward_input(blk, geom(2), ws.kernel_t, act(2), dbuf, ws.padded, da, false, true); }},
+      {"[dense form] conv2 input grad (pad + product)", macs(2), [&] { fs::conv2d_backward_input(blk, geom(2), ws.kernel_t, act(2), dbuf, ws.padded, da, false, false); }},
       {"conv2 kernel grad (pad + product + bias)", macs(2), [&] { fs::conv2d_backward_params(blk, geom(2), act(2), dbuf, ws.padded, ws.kernel_t, true, dW(2), db(2)); }},
       {"pool1 backward", 0, [&] { fs::maxpool2_backward_input(blk, pool(1), act(1), da, dbuf, true); }},
       {"conv1 kernel grad (pad + product + bias)", macs(0), [&] { fs::conv2d_backward_params(blk, geom(0), act(0), dbuf, ws.padded, ws.kernel_t, true, dW(0), db(0)); }},
       {"Adam", 0, [&] { fs::adam_update(blk, adam, 1, ws.grad, theta.data(), m.data(), v.data(), s.n_params); }},
       {"[DeepFool] conv1 kernel transpose", 0, [&] { fs::conv2d_transpose_kernel(blk, geom(0), W(0), ws.kernel_t); }},
-      {"[DeepFool] conv1 input grad (pad + product)", macs(0), [&] { fs::conv2d_backward_input(blk, geom(0), ws.kernel_t, act(0), dbuf, ws.padded, da, false); }},
+      {"[DeepFool] conv1 input grad (pad + product)", macs(0), [&] { fs::conv2d_backward_input(blk, geom(0), ws.kernel_t, act(0), dbuf, ws.padded, da, false, false); }},
   };
   std::vector<double> best(phases.size(), 1e30);
   for (int round = 0; round < rounds; ++round) {

@@ -83,17 +83,215 @@ FS_HD void conv2d_transpose_kernel(const Block& blk, const ConvGeometry& g, cons
   });
 }
 
+// The position a 2 x 2 max-pool routed window (n, oh, ow)'s gradient to in channel co: the
+// first of the window's positions where dy[n][h][w][co] != 0 (a clipped window's positions
+// outside the image read its first one again); false if none. Behind a max-pool
+// (pool_layer.h) a window's other positions get exactly 0. Branch-free: which position wins
+// is unpredictable.
+template <class T>
+FS_HD FS_INLINE bool pool_route(const ConvGeometry& g, const T* dy, int n, int oh, int ow, int co,
+                                int* h_out, int* w_out, T* dy_out) {
+  const int64_t right = 2 * ow + 1 < g.W ? g.Cout : 0;
+  const int64_t below = 2 * oh + 1 < g.H ? (int64_t)g.W * g.Cout : 0;
+  const T* corner = dy + (((int64_t)n * g.H + 2 * oh) * g.W + 2 * ow) * g.Cout + co;
+  const T v0 = corner[0], v1 = corner[right], v2 = corner[below], v3 = corner[below + right];
+  int q = v2 != T(0) ? 2 : 3;
+  T v = v2 != T(0) ? v2 : v3;
+  q = v1 != T(0) ? 1 : q;
+  v = v1 != T(0) ? v1 : v;
+  q = v0 != T(0) ? 0 : q;
+  v = v0 != T(0) ? v0 : v;
+  *h_out = 2 * oh + (q >> 1);
+  *w_out = 2 * ow + (q & 1);
+  *dy_out = v;
+  return v != T(0);
+}
+
+#if !defined(__CUDACC__)
+// For one window and tap: the window's four pixels q each take
+//   dx_q[0 .. NV L) += sum_{j < m} route_dy[q][j] k_tap[route_k[q][j] .. + NV L)
+// (lists padded to m with zero terms), in 4 NV register chains (one chain per pixel would
+// wait on its FMA latency), then one read-modify-write of each pixel's vectors.
+template <int NV, class V, class T>
+FS_INLINE void pooled_window_tap(const T* k_tap, const int* route_k,
+                                 const T* route_dy, int list, int m, T* dx_corner,
+                                 const int64_t* pos_offset) {
+  constexpr int L = sizeof(V) / sizeof(T);
+  V acc[4][NV];
+#pragma GCC unroll 4
+  for (int q = 0; q < 4; ++q)
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) acc[q][v] = V{};
+  for (int j = 0; j < m; ++j) {
+#pragma GCC unroll 4
+    for (int q = 0; q < 4; ++q) {
+      const T* kr = k_tap + route_k[q * list + j];
+      const T d = route_dy[q * list + j];
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) acc[q][v] += d * load_vector<V>(kr + v * L);
+    }
+  }
+#pragma GCC unroll 4
+  for (int q = 0; q < 4; ++q) {
+    T* out = dx_corner + pos_offset[q];
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) {
+      V cur = load_vector<V>(out + v * L);
+      cur += acc[q][v];
+      memcpy(out + v * L, &cur, sizeof(V));
+    }
+  }
+}
+
+// CPU engine of conv2d_backward_input's pooled form for images [n_begin, n_end) (an image's dx
+// is written by one call only). Per image: each window's routes of dy (pool_route) listed per
+// window pixel q in channel order, then for each block of input channels, each tap (kh, kw)
+// in order and each window in order,
+//   dx[q + (kh - p, kw - p)][:] += sum_{routes (co, d) of q} d * K[kh][kw][:][co]
+// into a local dx image padded on all sides (taps off the image land in the padding) and along
+// Cin to whole vectors, finished with relu'(x). Kt as conv2d_transpose_kernel (not narrow),
+// copied per call with rows padded to whole vectors.
+template <class T>
+void pooled_input_grad_host(const ConvGeometry& g, const T* Kt, const T* x, const T* dy, T* dx,
+                            bool relu_input, int n_begin, int n_end) {
+  using V = typename HostVector<T, kHostVectorBytes>::type;
+  constexpr int L = kHostVectorBytes / sizeof(T);
+  constexpr int kBlock = kHostVectorBytes == 64 ? 4 : 2;  // vectors per pixel in registers
+  const int p = g.pad(), taps = g.k * g.k, OH = (g.H + 1) / 2, OW = (g.W + 1) / 2;
+  const int nv = (g.Cin + L - 1) / L, cp = nv * L, windows = OH * OW, list = g.Cout;
+  // one more row and column than 'same' padding: a clipped window's pixels outside the image
+  const int Hl = g.H + 2 * p + 1, Wl = g.W + 2 * p + 1;
+  // the thread's buffers, kept from call to call (fresh ones of this size are mapped pages,
+  // which the kernel zeroes on every call)
+  static thread_local std::vector<T> kp, dxl, route_dy;
+  static thread_local std::vector<T> route_val;
+  static thread_local std::vector<int> route_k, longest, route_pixel;  // route_k: co cp, kp's row
+  // kp[tap][co][0 .. cp) = K[kh][kw][0 .. Cin)[co], zeros past Cin (tap = kh k + kw)
+  kp.assign((size_t)taps * g.Cout * cp, T(0));
+  for (int tap = 0; tap < taps; ++tap) {
+    const int kh = tap / g.k, kw_flipped = g.k - 1 - tap % g.k;
+    for (int co = 0; co < g.Cout; ++co)
+      memcpy(&kp[((size_t)tap * g.Cout + co) * cp],
+             Kt + (((int64_t)kh * g.k + kw_flipped) * g.Cout + co) * g.Cin, g.Cin * sizeof(T));
+  }
+  dxl.resize((size_t)Hl * Wl * cp);
+  route_k.resize((size_t)windows * 4 * list);
+  route_dy.resize((size_t)windows * 4 * list);
+  longest.resize(windows);
+  route_pixel.resize(g.Cout);
+  route_val.resize(g.Cout);
+  const int64_t pos_offset[4] = {0, cp, (int64_t)Wl * cp, (int64_t)(Wl + 1) * cp};
+  int* const pixel_of = route_pixel.data();
+  T* const dy_of = route_val.data();
+  for (int n = n_begin; n < n_end; ++n) {
+    for (int wi = 0; wi < windows; ++wi) {
+      // lanes over the channels: the routed pixel (4: none), then the four lists built
+      // branch-free (which pixel a channel routes to is unpredictable)
+      {
+        const int oh = wi / OW, ow = wi % OW;
+        const int64_t right = 2 * ow + 1 < g.W ? g.Cout : 0;
+        const int64_t below = 2 * oh + 1 < g.H ? (int64_t)g.W * g.Cout : 0;
+        const T* c0p = dy + (((int64_t)n * g.H + 2 * oh) * g.W + 2 * ow) * g.Cout;
+        const T* c1p = c0p + right;
+        const T* c2p = c0p + below;
+        const T* c3p = c0p + below + right;
+        FS_SIMD
+        for (int co = 0; co < g.Cout; ++co) {
+          const T v0 = c0p[co], v1 = c1p[co], v2 = c2p[co], v3 = c3p[co];
+          int q = v3 != T(0) ? 3 : 4;
+          T v = v3;
+          q = v2 != T(0) ? 2 : q;
+          v = v2 != T(0) ? v2 : v;
+          q = v1 != T(0) ? 1 : q;
+          v = v1 != T(0) ? v1 : v;
+          q = v0 != T(0) ? 0 : q;
+          v = v0 != T(0) ? v0 : v;
+          pixel_of[co] = q;
+          dy_of[co] = v;
+        }
+      }
+      int count[4];
+      int* rc = &route_k[(size_t)wi * 4 * list];
+      T* rd = &route_dy[(size_t)wi * 4 * list];
+      for (int q = 0; q < 4; ++q) {
+        int c = 0;
+        for (int co = 0; co < g.Cout; ++co) {  // c <= co: stores stay inside q's list
+          rc[q * list + c] = co * cp;
+          rd[q * list + c] = dy_of[co];
+          c += pixel_of[co] == q;
+        }
+        count[q] = c;
+      }
+      int m = 0;
+      for (int q = 0; q < 4; ++q) m = count[q] > m ? count[q] : m;
+      for (int q = 0; q < 4; ++q)
+        for (int j = count[q]; j < m; ++j) {  // zero terms: the four chains run to m
+          rc[q * list + j] = 0;
+          rd[q * list + j] = T(0);
+        }
+      longest[wi] = m;
+    }
+    std::fill(dxl.begin(), dxl.end(), T(0));
+    for (int c0 = 0; c0 < nv; c0 += kBlock) {
+      const int nb = nv - c0 < kBlock ? nv - c0 : kBlock;
+      for (int tap = 0; tap < taps; ++tap) {
+        const int kh = tap / g.k, kw = tap % g.k;
+        const T* k_tap = &kp[(size_t)tap * g.Cout * cp] + c0 * L;
+        for (int wi = 0; wi < windows; ++wi) {
+          const int m = longest[wi];
+          if (m == 0) continue;
+          const int* rc = &route_k[(size_t)wi * 4 * list];
+          const T* rd = &route_dy[(size_t)wi * 4 * list];
+          // padded pixel (2 oh + kh, 2 ow + kw) is image pixel (2 oh, 2 ow) + (kh - p, kw - p)
+          T* corner = &dxl[((size_t)(2 * (wi / OW) + kh) * Wl + 2 * (wi % OW) + kw) * cp] + c0 * L;
+          switch (nb) {
+            case 1: pooled_window_tap<1, V>(k_tap, rc, rd, list, m, corner, pos_offset); break;
+            case 2: pooled_window_tap<2, V>(k_tap, rc, rd, list, m, corner, pos_offset); break;
+            case 3: pooled_window_tap<3, V>(k_tap, rc, rd, list, m, corner, pos_offset); break;
+            default: pooled_window_tap<4, V>(k_tap, rc, rd, list, m, corner, pos_offset); break;
+          }
+        }
+      }
+    }
+    const int64_t base = (int64_t)n * g.H * g.W * g.Cin;
+    for (int h = 0; h < g.H; ++h)
+      for (int w = 0; w < g.W; ++w) {
+        const T* src = &dxl[((size_t)(h + p) * Wl + w + p) * cp];
+        const int64_t row = base + ((int64_t)h * g.W + w) * g.Cin;
+        FS_SIMD
+        for (int ci = 0; ci < g.Cin; ++ci) dx[row + ci] = relu_grad_if(relu_input, x[row + ci], src[ci]);
+      }
+  }
+}
+#endif
+
 // dx[n][h][w][ci] = sum_{kh, kw, co} dy[n][h - kh + p][w - kw + p][co] * K[kh][kw][ci][co], times
 // relu'(x) when x is a ReLU output (Kt from conv2d_transpose_kernel). By default the forward
 // product with the flipped and transposed kernel: segments are kernel rows, a run of k * Cout
 // (kw reversed, co) terms of the padded dy. A narrow input instead takes the product
 // z[q][(kh, kw, ci)] = sum_co dy[q][co] * K[kh][kw][ci][co] over all output pixels q, with lanes
 // over the k k Cin columns, then sums each input pixel's k k terms of z, taps in order.
+// pooled (the layer's output goes to a 2 x 2 max-pool; k > 1, input not narrow): dy has at
+// most one nonzero per pool window and channel, and the CPU engine sums only those terms,
+// image by image (pooled_input_grad_host; a team of threads splits the images); other
+// executors take the dense form.
 // scratch: B H (W + 2p) max(Cin, Cout) scalars for the padded dy, or B H W k k Cin for z.
 template <class Block, class T>
 FS_HD void conv2d_backward_input(const Block& blk, const ConvGeometry& g, const T* Kt,
-                                 const T* x, const T* dy, T* scratch, T* dx, bool relu_input) {
+                                 const T* x, const T* dy, T* scratch, T* dx, bool relu_input,
+                                 bool pooled) {
   const int p = g.pad(), Wp = g.padded_w();
+#if !defined(__CUDACC__)
+  if constexpr (IsHostBlock<Block>::value) {
+    if (pooled && g.k > 1 && !conv2d_narrow_input(g)) {
+      const int64_t work = (int64_t)g.B * g.H * g.W * g.k * g.k * g.Cin * g.Cout / 4;
+      blk.map_row_blocks(g.B, work, 1, [&](int lo, int count) {
+        pooled_input_grad_host(g, Kt, x, dy, dx, relu_input, lo, lo + count);
+      });
+      return;
+    }
+  }
+#endif
   if (conv2d_narrow_input(g)) {
     const int cols = g.k * g.k * g.Cin;
     T* z = scratch;
@@ -129,30 +327,6 @@ FS_HD void conv2d_backward_input(const Block& blk, const ConvGeometry& g, const 
         const int64_t e = (int64_t)r * g.Cin + ci;
         dx[e] = relu_grad_if(relu_input, x[e], s);
       });
-}
-
-// The position a 2 x 2 max-pool routed window (n, oh, ow)'s gradient to in channel co: the
-// first of the window's positions where dy[n][h][w][co] != 0 (a clipped window's positions
-// outside the image read its first one again); false if none. Behind a max-pool
-// (pool_layer.h) a window's other positions get exactly 0. Branch-free: which position wins
-// is unpredictable.
-template <class T>
-FS_HD FS_INLINE bool pool_route(const ConvGeometry& g, const T* dy, int n, int oh, int ow, int co,
-                                int* h_out, int* w_out, T* dy_out) {
-  const int64_t right = 2 * ow + 1 < g.W ? g.Cout : 0;
-  const int64_t below = 2 * oh + 1 < g.H ? (int64_t)g.W * g.Cout : 0;
-  const T* corner = dy + (((int64_t)n * g.H + 2 * oh) * g.W + 2 * ow) * g.Cout + co;
-  const T v0 = corner[0], v1 = corner[right], v2 = corner[below], v3 = corner[below + right];
-  int q = v2 != T(0) ? 2 : 3;
-  T v = v2 != T(0) ? v2 : v3;
-  q = v1 != T(0) ? 1 : q;
-  v = v1 != T(0) ? v1 : v;
-  q = v0 != T(0) ? 0 : q;
-  v = v0 != T(0) ? v0 : v;
-  *h_out = 2 * oh + (q >> 1);
-  *w_out = 2 * ow + (q & 1);
-  *dy_out = v;
-  return v != T(0);
 }
 
 #if !defined(__CUDACC__)

@@ -156,12 +156,12 @@ FS_HD T* net_backward(const Block& blk, const NetShape& s, const T* theta,
         break;
       case LayerKind::Conv2D: {
         const ConvGeometry g{B, L.in_h, L.in_w, L.in_c, L.out_c, L.k};
-        if (need_dx) {
-          conv2d_transpose_kernel(blk, g, W, ws.kernel_t);
-          conv2d_backward_input(blk, g, ws.kernel_t, x, dy, ws.padded, dx, relu_input);
-        }
         // Behind a max-pool dy has one nonzero per window and channel (conv_layer.h).
         const bool pooled = l + 1 < s.n_layers && s.layer[l + 1].kind == LayerKind::MaxPool2;
+        if (need_dx) {
+          conv2d_transpose_kernel(blk, g, W, ws.kernel_t);
+          conv2d_backward_input(blk, g, ws.kernel_t, x, dy, ws.padded, dx, relu_input, pooled);
+        }
         if (want_param_grads)
           conv2d_backward_params(blk, g, x, dy, ws.padded, ws.kernel_t, pooled, dW, db);
         break;
