@@ -165,12 +165,15 @@ struct HostBlock {
     host_segment_sum_rows(p, 0, p.rows, row_x, segment, finish);
   }
 #endif
-  // Dot phase (see lane_dot_rows): lanes run over k; four rows at a time give four
-  // independent accumulator chains. Each row's sum has the same order as dot_element's.
+  // Dot phase (see lane_dot_rows): lanes run over k; kDotGroupRows rows at a time give that
+  // many independent accumulator chains. Each row's sum has the same order as dot_element's
+  // (the compiler may still contract a group's multiply-adds differently from a single row's,
+  // so a team splits such phases only at group boundaries).
+  static constexpr int kDotGroupRows = 4;
   template <class Term, class Finish>
   FS_INLINE void map_2d_dot(int rows, int cols, int len, Term&& term, Finish&& finish) const {
     using T = decltype(term(0, 0, 0));
-    constexpr int R = 4;
+    constexpr int R = kDotGroupRows;
     for (int c = 0; c < cols; ++c) {
       int r0 = 0;
       for (; r0 + R <= rows; r0 += R) {
@@ -323,7 +326,8 @@ struct HostTeamBlock {
   }
   template <class Term, class Finish>
   void map_2d_dot(int rows, int cols, int len, Term&& term, Finish&& finish) const {
-    on_row_chunks(rows, (int64_t)rows * cols * len, 1, [&](int lo, int count) {
+    // Chunks start at HostBlock's row groups: a row is computed by the same code on any team.
+    on_row_chunks(rows, (int64_t)rows * cols * len, HostBlock::kDotGroupRows, [&](int lo, int count) {
       HostBlock{}.map_2d_dot(
           count, cols, len, [&](int r, int c, int k) { return term(lo + r, c, k); },
           [&](int r, int c, decltype(term(0, 0, 0)) v) { finish(lo + r, c, v); });
