@@ -250,3 +250,35 @@ def test_wide_instructions_only_in_their_variant():
     assert not wrong, "wide instructions outside their variant: " + "; ".join(
         f"{f[:120]}: {sorted(i)[:2]}" for f, i in list(wrong.items())[:5])
     assert seen["avx2", "avx"] > 0 and seen["avx512", "avx512"] > 0  # the scan sees both variants
+
+
+# A team of threads on one network gives bitwise the single thread's result in every variant
+# (each variant's register tiles are different code; a team must split phases only where the
+# single thread's code starts a tile or a group of rows).
+TEAM_RUN = """
+import numpy as np, falsestruct_fast as fs
+net = fs.CNN((16, 16, 2), [fs.Conv2D(8, 3), fs.MaxPool2D(), fs.Conv2D(6, 3), fs.Flatten(),
+                           fs.Dense(4, activation="relu"), fs.Dense(1)])
+rng = np.random.default_rng(3)
+for dtype in ("float32", "float64"):
+    X = rng.normal(size=(48, 16, 16, 2)).astype(dtype)
+    y = (rng.random(48) > 0.5).astype(dtype)
+    params = fs.init(net, seeds=[5], dtype=dtype)
+    kw = dict(epochs=3, batch_size=24, shuffle="samples", optimizer=fs.Adam(lr=1e-2), progress=False)
+    one = fs.train(net, params, X, y, threads=1, **kw).params
+    for team in (2, 3):
+        other = fs.train(net, params, X, y, threads=team, **kw).params
+        for a, b in zip(one, other):
+            assert np.array_equal(a, b), (dtype, team, float(np.max(np.abs(a - b))))
+print(fs.build_info()["cpu_isa"])
+"""
+
+
+def test_team_of_threads_is_bitwise_the_single_thread_in_every_variant(monkeypatch):
+    for isa in _native.cpu_isas():
+        if not _runs_here(monkeypatch, isa):
+            continue
+        monkeypatch.setenv("FALSESTRUCT_CPU_ISA", isa)
+        rc, out, err = run_python(TEAM_RUN, timeout=300)
+        assert rc == 0, f"{isa}: {err[-2000:]}"
+        assert out.strip() == isa
