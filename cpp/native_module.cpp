@@ -18,13 +18,16 @@
 #include <pybind11/stl.h>
 
 #include <array>
+#include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <cmath>
 #include <thread>
 
 #include "array_checks.h"
 #include "network_args.h"
 #include "host_engine_registry.h"
+#include "falsestruct/fp_env.h"
 
 namespace py = pybind11;
 // cpp/cuda_emulation_module.cpp: the CUDA kernels' logic run on the CPU (tests).
@@ -43,6 +46,21 @@ namespace {
 
 // The variant chosen at import (PYBIND11_MODULE below).
 const fs_host::HostEngine* g_engine = nullptr;
+
+// Whether CPU calls flush subnormal numbers to zero (falsestruct/fp_env.h says why); from
+// FALSESTRUCT_FLUSH_DENORMALS at import, then set_flush_denormals.
+constexpr const char* kFlushVariable = "FALSESTRUCT_FLUSH_DENORMALS";
+std::atomic<bool> g_flush_denormals{true};
+
+bool flush_denormals_from_environment() {
+  const char* env = std::getenv(kFlushVariable);
+  const std::string v = env ? env : "";
+  if (v.empty() || v == "1" || v == "on" || v == "true") return true;
+  if (v == "0" || v == "off" || v == "false") return false;
+  throw py::import_error(std::string(kFlushVariable) + "='" + v +
+                         "' is not a choice: set it to 1 (flush subnormal numbers to zero, the "
+                         "default) or 0 (keep them: IEEE gradual underflow)");
+}
 
 template <class T>
 const fs::HostEntryPoints<T>& host_engine() {
@@ -80,7 +98,9 @@ int64_t run_interruptible(int64_t total, const py::object& progress, double prog
   std::exception_ptr pending;
   using clock = std::chrono::steady_clock;
   auto next_report = clock::now() + std::chrono::duration<double>(progress_seconds);
+  const bool caller_flushes = fs::flushes_subnormals();
   const std::function<bool()> poll = [&]() -> bool {
+    fs::SubnormalModeScope caller_mode(caller_flushes);  // Python code runs in the caller's mode
     py::gil_scoped_acquire gil;
     try {
       if (PyErr_CheckSignals() != 0) throw py::error_already_set();
@@ -96,6 +116,7 @@ int64_t run_interruptible(int64_t total, const py::object& progress, double prog
   };
   {
     py::gil_scoped_release release;
+    fs::SubnormalModeScope fp_mode(g_flush_denormals.load());  // the workers take this thread's
     run(control, poll, kSignalPollSeconds);
   }
   if (pending) std::rethrow_exception(pending);
@@ -220,6 +241,16 @@ PYBIND11_MODULE(_native, mod) {
   mod.def("source_hash", [] { return std::string(FS_SOURCE_HASH); },
           "SHA-256 of the kernel and binding sources this module was compiled from.");
   mod.def("default_threads", [] { return threads_from(0); });
+  g_flush_denormals = flush_denormals_from_environment();
+  mod.def(
+      "flush_denormals", [] { return g_flush_denormals.load(); },
+      "True when CPU calls flush subnormal (denormal) numbers to zero (x86 FTZ + DAZ, the "
+      "default; FALSESTRUCT_FLUSH_DENORMALS=0 at import turns it off).");
+  mod.def(
+      "set_flush_denormals", [](bool flush) { return g_flush_denormals.exchange(flush); },
+      py::arg("flush"),
+      "Sets whether later CPU calls flush subnormal numbers to zero; returns the previous "
+      "setting. The caller's own floating-point mode is restored after every call.");
   mod.def(
       "cpu_isa", [] { return g_engine->isa; },
       "Instruction-set variant of the CPU kernels in use: 'avx512', 'avx2', 'native' or "

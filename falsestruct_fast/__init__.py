@@ -13,6 +13,7 @@ from ._native_loader import build_info
 from .attacks import (AttackResult, AttackStatus, StabilitySummary, deepfool, fast_gradient_attack,
                       random_attack, stability)
 from .cnn import CNN, Conv2D, Dense, Flatten, MaxPool2D, paper_cnn
+from .fp_mode import flush_denormals, set_flush_denormals
 from .memory import release_scratch, scratch_bytes
 from .mlp import MLP
 from .network import Network, Params, forward, init, input_grad, loss_and_grad, predict
@@ -46,5 +47,5 @@ __all__ = [
     "MLP", "CNN", "Conv2D", "MaxPool2D", "Flatten", "Dense", "paper_cnn", "Network", "Params", "init", "forward", "predict", "loss_and_grad", "train", "TrainResult",
     "Adam", "AdamState", "to_keras", "from_keras", "save_npz", "from_torch", "weight_names",
     "input_grad", "deepfool", "random_attack", "fast_gradient_attack", "AttackResult", "AttackStatus",
-    "stability", "StabilitySummary", "build_info", "get_cmake_dir", "scratch_bytes", "release_scratch", "__version__", "experiments", "study",
+    "stability", "StabilitySummary", "build_info", "flush_denormals", "set_flush_denormals", "get_cmake_dir", "scratch_bytes", "release_scratch", "__version__", "experiments", "study",
 ]

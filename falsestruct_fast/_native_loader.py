@@ -54,6 +54,7 @@ def build_info() -> dict:
 
     source_hash, cuda_built, cuda_devices (GPUs visible), native_arch (built with -march=native),
     cpu_isa (the CPU kernels' instruction-set variant in use), cpu_isas (the variants compiled),
+    flush_denormals (CPU calls flush subnormal numbers to zero, see falsestruct_fast.fp_mode),
     default_threads.
     """
     n_gpus = _cuda.device_count() if _cuda is not None else 0
@@ -64,5 +65,6 @@ def build_info() -> dict:
         "native_arch": bool(_build_info.native_arch),
         "cpu_isa": _native.cpu_isa(),
         "cpu_isas": list(_native.cpu_isas()),
+        "flush_denormals": bool(_native.flush_denormals()),
         "default_threads": _native.default_threads(),
     }

@@ -224,43 +224,48 @@ class NumbaEngine:
         return a[None] if a.ndim == 2 else a
 
     def forward(self, net, flat, X, out, threads):
+        flush = _native.flush_denormals()
         k, spec, X3 = self.kernels, self._spec(net), self._per_network(X)
         N = X3.shape[1]
         tile = k.forward_tile_rows(spec, N)
         n_units = flat.shape[0] * (-(-N // tile))
-        self._run(threads, n_units, lambda b, e: k.forward_networks(spec, flat, X3, out, tile, b, e))
+        self._run(threads, n_units, lambda b, e: k.forward_networks(spec, flat, X3, out, tile, b, e, flush))
 
     def loss_and_grad(self, net, flat, X, Y, loss_out, grad_out, input_grad_out, threads):
+        flush = _native.flush_denormals()
         k, spec = self.kernels, self._spec(net)
         want = input_grad_out is not None
         dX = input_grad_out if want else np.empty((flat.shape[0], 0, 0), dtype=flat.dtype)
         self._run(threads, 1, lambda b, e: k.loss_and_grad_networks(
             spec, _LOSS_KIND[net.loss], flat, self._per_network(X), self._per_network(Y), loss_out,
-            grad_out, dX, want), parallel=flat.shape[0])
+            grad_out, dX, want, flush), parallel=flat.shape[0])
 
     def input_grads(self, net, flat, X, out, threads):
+        flush = _native.flush_denormals()
         k, spec, X3 = self.kernels, self._spec(net), self._per_network(X)
         N = X3.shape[1]
         tile = k.forward_tile_rows(spec, N)
         n_units = flat.shape[0] * (-(-N // tile))
         self._run(threads, n_units,
-                  lambda b, e: k.logit_input_grads_networks(spec, flat, X3, out, tile, b, e))
+                  lambda b, e: k.logit_input_grads_networks(spec, flat, X3, out, tile, b, e, flush))
 
     def train(self, net, shuffle, adam, X, Y, flat, m, v, seeds, epochs, batch_size, step0,
               record_every, loss_hist, acc_hist, threads, progress, progress_seconds):
         from .numba_kernels import train_networks
+        flush = _native.flush_denormals()
         spec, X3, Y3 = self._spec(net), self._per_network(X), self._per_network(Y)
         lr, beta1, beta2, eps = adam
         kind = _LOSS_KIND[net.loss]
         # units are epochs of all networks; progress counts network-epochs as natively
         self._run(threads, epochs, lambda b, e: train_networks(
             spec, kind, shuffle, lr, beta1, beta2, eps, X3, Y3, flat, m, v, seeds, batch_size, step0,
-            b, e, epochs, record_every, loss_hist, acc_hist),
+            b, e, epochs, record_every, loss_hist, acc_hist, flush),
             progress, progress_seconds, unit_scale=flat.shape[0], first_chunk=1,
             parallel=flat.shape[0])
 
     def deepfool(self, net, flat, X, pert, iters, status, overshoot, max_iter, linf, candidates,
                  foolbox, clip, threads, progress):
+        flush = _native.flush_denormals()
         k, spec, X3 = self.kernels, self._spec(net), self._per_network(X)
         N = X3.shape[1]
         tile = k.deepfool_tile_rows(spec, N)
@@ -271,11 +276,12 @@ class NumbaEngine:
         report = None if progress is None else (lambda done, total: progress(done * points // total, points))
         self._run(threads, flat.shape[0] * n_tiles, lambda b, e: k.deepfool_networks(
             spec, flat, X3, float(overshoot), max_iter, bool(linf), candidates, bool(foolbox),
-            clip is not None, float(lo), float(hi), pert, iters, status, tile, b, e), report, 0.5)
+            clip is not None, float(lo), float(hi), pert, iters, status, tile, b, e, flush), report, 0.5)
 
     def flipping_scale(self, net, flat, X, directions, rtol, max_doublings, threads):
         """The baselines' search (see attacks.baselines.smallest_flipping_scale) per point in
         parallel: returns (perturbation (S, N, D), status, evaluations (S, N) int32)."""
+        flush = _native.flush_denormals()
         k, spec, X3 = self.kernels, self._spec(net), self._per_network(X)
         S, N = directions.shape[:2]
         r = np.empty(directions.shape, dtype=flat.dtype)
@@ -283,7 +289,7 @@ class NumbaEngine:
         evals = np.empty((S, N), dtype=np.int32)
         dirs = np.ascontiguousarray(directions, dtype=np.float64)
         self._run(threads, S * N, lambda b, e: k.flipping_scale_networks(
-            spec, flat, X3, dirs, float(rtol), int(max_doublings), r, status, evals, b, e))
+            spec, flat, X3, dirs, float(rtol), int(max_doublings), r, status, evals, b, e, flush))
         return r, status, evals
 
 

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_fp_mode.h"
 #include "falsestruct/network_host.h"
 
 template <class T>
@@ -124,6 +125,7 @@ void run(int rounds, int B) {
 }
 
 int main(int argc, char** argv) {
+  const fs::SubnormalModeScope fp_mode(bench_flushes_subnormals());
   const std::string type = argc > 1 ? argv[1] : "float";
   const int rounds = argc > 2 ? std::atoi(argv[2]) : 20;
   const int B = argc > 3 ? std::atoi(argv[3]) : 60;

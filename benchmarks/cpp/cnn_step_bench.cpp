@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_fp_mode.h"
 #include "bench_training.h"
 
 template <class T>
@@ -49,6 +50,7 @@ void run(int threads, int S, int epochs) {
 }
 
 int main(int argc, char** argv) {
+  const fs::SubnormalModeScope fp_mode(bench_flushes_subnormals());
   const std::string type = argc > 1 ? argv[1] : "float";
   const int threads = argc > 2 ? std::atoi(argv[2]) : 1;
   const int S = argc > 3 ? std::atoi(argv[3]) : 1;

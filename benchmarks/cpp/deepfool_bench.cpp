@@ -20,9 +20,11 @@
 #include <cstdlib>
 #include <vector>
 
+#include "bench_fp_mode.h"
 #include "falsestruct/network_host.h"
 
 int main(int argc, char** argv) {
+  const fs::SubnormalModeScope fp_mode(bench_flushes_subnormals());
   if (argc < 2) {
     std::printf("usage: %s CASE_FILE [threads] [rounds]\n", argv[0]);
     return 2;

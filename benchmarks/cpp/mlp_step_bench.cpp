@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_fp_mode.h"
 #include "bench_training.h"
 
 namespace {
@@ -171,6 +172,7 @@ void phases(int calls) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  const fs::SubnormalModeScope fp_mode(bench_flushes_subnormals());
   const std::string first = argc > 1 ? argv[1] : "float";
   if (first == "phases") {
     const std::string type = argc > 2 ? argv[2] : "float";

@@ -10,6 +10,7 @@ import numpy as np
 from numba import prange
 
 from ._jit import kernel
+from .fp_mode import enter_subnormal_mode, leave_subnormal_mode
 
 from .adam import adam_update
 from .losses import SIGMOID_CE, loss_grad, loss_terms
@@ -130,15 +131,17 @@ def train_network(spec, loss_kind, shuffle, lr, beta1, beta2, eps, X, Y, theta, 
 @kernel(parallel=True)
 def train_networks(spec, loss_kind, shuffle, lr, beta1, beta2, eps, X, Y, theta, m, v, seeds,
                    batch_size, step0, epoch_begin, epoch_end, epochs, record_every, loss_hist,
-                   acc_hist):
+                   acc_hist, flush):
     """train_epochs for S networks in parallel (prange over networks): theta, m, v (S, P),
     seeds (S,) uint64, loss_hist / acc_hist (S, R); X (Sx, N, d) and Y (Sy, N, t) with Sx, Sy
     either 1 (shared by all networks) or S. Each network's result does not depend on the
-    thread count."""
+    thread count. flush: subnormals flushed to zero in every thread (fp_mode)."""
     for s_ in prange(theta.shape[0]):
+        saved = enter_subnormal_mode(flush)
         s = np.int64(s_)  # prange(n) counts in uint64: signed for indexing and mixing
         xs = s if X.shape[0] > 1 else 0
         ys = s if Y.shape[0] > 1 else 0
         train_epochs(spec, loss_kind, shuffle, lr, beta1, beta2, eps, X[xs], Y[ys], theta[s], m[s],
                      v[s], seeds[s], batch_size, step0, epoch_begin, epoch_end, epochs,
                      record_every, loss_hist[s], acc_hist[s])
+        leave_subnormal_mode(saved)

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "executor.h"
+#include "fp_env.h"
 
 namespace fs {
 
@@ -30,7 +31,8 @@ struct RunControl {
 // fn(unit, worker) for every unit in [0, n_units) (a network, or a network's tile of rows), one
 // thread per unit at a time. poll() is called every poll_seconds on the calling thread while
 // workers run; returning false cancels (workers take no further unit, and long units check
-// control.cancelled themselves).
+// control.cancelled themselves). Workers compute in the calling thread's subnormal mode
+// (fp_env.h), whatever the platform's rule for new threads.
 template <class F>
 void parallel_for_networks(int64_t n_units, int n_threads, RunControl& control, F&& fn,
                            const std::function<bool()>& poll, double poll_seconds) {
@@ -40,8 +42,10 @@ void parallel_for_networks(int64_t n_units, int n_threads, RunControl& control, 
   std::condition_variable cv;
   int running = n_threads;
   std::exception_ptr error;
+  const bool flush_subnormals = flushes_subnormals();
 
   auto worker = [&](int w) {
+    SubnormalModeScope fp_mode(flush_subnormals);
     try {
       for (int64_t unit = next.fetch_add(1); unit < n_units && !control.cancelled.load();
            unit = next.fetch_add(1))
