@@ -12,7 +12,7 @@ matrix products at its measured FMA throughput.
   the input; multiclass nets need more gradients) plus one forward pass per point.
 * ``fma_gflops()``: compiles ``cpp/fma_probe.cpp`` (g++ -O3 -march=native, as the library) once
   per machine into a cache folder and runs it on one CPU: FLOP/s of independent FMA chains on
-  512-bit vectors, per dtype. No figure is stored; every script measures it where it runs.
+  vectors of one register (512-bit with AVX-512, else 256-bit), per dtype. No figure is stored; every script measures it where it runs.
 * ``floor_us(net, batch, dtype, gflops)``: step_flops / that rate, in µs per network-step.
 """
 from __future__ import annotations
