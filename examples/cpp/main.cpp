@@ -75,6 +75,8 @@ int main() {
     args.n_records = fs::n_records_for(kEpochs, kEpochs);
     args.loss_history = epoch_loss.data();
     args.acc_history = epoch_acc.data();
+    // the Python engines' default mode: subnormal numbers flushed to zero (falsestruct/fp_env.h)
+    const fs::SubnormalModeScope flush_subnormals(true);
     fs::RunControl control;  // no progress polling, no cancellation
     fs::net_train_host(args, kSeeds, n_threads, control, nullptr, 0.0);
 
