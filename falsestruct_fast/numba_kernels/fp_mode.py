@@ -24,9 +24,11 @@ HAVE_MXCSR = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "
 
 
 def _mxcsr_call(builder, name, slot):
-    fnty = ir.FunctionType(ir.VoidType(), [slot.type])
+    # the intrinsics take an i8* (typed-pointer LLVM of older Numba) or ptr (opaque pointers)
+    byte_ptr = ir.IntType(8).as_pointer()
+    fnty = ir.FunctionType(ir.VoidType(), [byte_ptr])
     fn = cgutils.get_or_insert_function(builder.module, fnty, name)
-    builder.call(fn, [slot])
+    builder.call(fn, [builder.bitcast(slot, byte_ptr)])
 
 
 @intrinsic
