@@ -1,14 +1,12 @@
 """Subnormal numbers: flushed to zero by default on the CPU engines (falsestruct_fast.fp_mode),
 kept when asked, and the caller's own floating-point mode left as it was."""
-import os
 import platform
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 import falsestruct_fast as fs
+from helpers import run_python
 
 X86 = platform.machine().lower() in ("x86_64", "amd64")
 pytestmark = pytest.mark.skipif(not X86, reason="FTZ/DAZ are x86 modes; elsewhere nothing is flushed")
@@ -127,20 +125,21 @@ def test_progress_callback_runs_in_the_callers_mode(flush_mode):
     assert seen and all(seen)
 
 
-def run_with_environment(value: str):
-    env = dict(os.environ, FALSESTRUCT_FLUSH_DENORMALS=value)
-    return subprocess.run([sys.executable, "-c", "import falsestruct_fast as fs; print(fs.flush_denormals())"],
-                          env=env, capture_output=True, text=True)
+def run_with_environment(monkeypatch, value: str):
+    """(returncode, stdout, stderr) of a fresh process that imports the package under test
+    with FALSESTRUCT_FLUSH_DENORMALS=value and prints fs.flush_denormals()."""
+    monkeypatch.setenv("FALSESTRUCT_FLUSH_DENORMALS", value)
+    return run_python("import falsestruct_fast as fs; print(fs.flush_denormals())")
 
 
 @pytest.mark.parametrize("value,expected", [("0", "False"), ("off", "False"), ("1", "True"), ("", "True")])
-def test_environment_variable(value, expected):
-    r = run_with_environment(value)
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == expected
+def test_environment_variable(monkeypatch, value, expected):
+    code, out, err = run_with_environment(monkeypatch, value)
+    assert code == 0, err
+    assert out.strip() == expected
 
 
-def test_environment_variable_bad_value():
-    r = run_with_environment("sometimes")
-    assert r.returncode != 0
-    assert "FALSESTRUCT_FLUSH_DENORMALS" in r.stderr and "sometimes" in r.stderr
+def test_environment_variable_bad_value(monkeypatch):
+    code, out, err = run_with_environment(monkeypatch, "sometimes")
+    assert code != 0
+    assert "FALSESTRUCT_FLUSH_DENORMALS" in err and "sometimes" in err
