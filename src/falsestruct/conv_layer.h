@@ -410,6 +410,122 @@ void pooled_kernel_grad_host(const ConvGeometry& g, const T* xp, const T* dy, T*
 }
 #endif
 
+#if !defined(__CUDACC__)
+// One image row's terms for one tile of narrow_kernel_grad_host: R rows (kh, t0 .. t0 + R - 1)
+// x NV vectors and NH (0 or 1) half vectors of output channels:
+//   part[i][c] (+)= sum_{j < W} x[j Cin + i] * dy[j Cout + c]
+// (from 0 when first). The rows' x values sit at consecutive offsets of one padded x row, so
+// the tile addresses them from one pointer.
+template <int R, int NV, int NH, class T>
+FS_INLINE void narrow_kernel_grad_tile(int W, int Cin, int Cout, const T* x, const T* dy, T* part,
+                                       bool first) {
+  using V = typename HostVector<T, kHostVectorBytes>::type;
+  using H = typename HostVector<T, kHostVectorBytes / 2>::type;
+  constexpr int L = kHostVectorBytes / sizeof(T);
+  constexpr int NVA = NV > 0 ? NV : 1, NHA = NH > 0 ? NH : 1;
+  V acc[R][NVA];
+  H acc_h[R][NHA];
+#pragma GCC unroll 8
+  for (int i = 0; i < R; ++i) {
+#pragma GCC unroll 3
+    for (int v = 0; v < NV; ++v) acc[i][v] = first ? V{} : load_vector<V>(part + i * Cout + v * L);
+    if (NH) acc_h[i][0] = first ? H{} : load_vector<H>(part + i * Cout + NV * L);
+  }
+  for (int j = 0; j < W; ++j) {
+    V wv[NVA];
+    H wh[NHA];
+#pragma GCC unroll 3
+    for (int v = 0; v < NV; ++v) wv[v] = load_vector<V>(dy + (int64_t)j * Cout + v * L);
+    if (NH) wh[0] = load_vector<H>(dy + (int64_t)j * Cout + NV * L);
+    const T* xj = x + j * Cin;
+#pragma GCC unroll 8
+    for (int i = 0; i < R; ++i) {
+      const T xv = xj[i];
+#pragma GCC unroll 3
+      for (int v = 0; v < NV; ++v) acc[i][v] += xv * wv[v];
+      if (NH) acc_h[i][0] += xv * wh[0];
+    }
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < R; ++i) {
+#pragma GCC unroll 3
+    for (int v = 0; v < NV; ++v) memcpy(part + i * Cout + v * L, &acc[i][v], sizeof(V));
+    if (NH) memcpy(part + i * Cout + NV * L, &acc_h[i][0], sizeof(H));
+  }
+}
+
+// Rows [t_begin, t_end) of one kernel row against the channels [c0, c0 + NV L + NH L/2), one
+// image row's terms: tiles of 8 rows, the rest in one tile (a kernel row of 5 taps is one tile
+// of 5: single-row tiles wait on the FMA latency).
+template <int NV, int NH, class T>
+FS_INLINE void narrow_kernel_grad_rows(int W, int Cin, int Cout, const T* x, const T* dy, T* part,
+                                       int t_begin, int t_end, bool first) {
+  int t = t_begin;
+  auto tile = [&](auto rows) {
+    narrow_kernel_grad_tile<decltype(rows)::value, NV, NH>(W, Cin, Cout, x + t, dy, part + (int64_t)t * Cout, first);
+    t += decltype(rows)::value;
+  };
+  while (t + 8 <= t_end) tile(std::integral_constant<int, 8>{});
+  switch (t_end - t) {
+    case 7: tile(std::integral_constant<int, 7>{}); break;
+    case 6: tile(std::integral_constant<int, 6>{}); break;
+    case 5: tile(std::integral_constant<int, 5>{}); break;
+    case 4: tile(std::integral_constant<int, 4>{}); break;
+    case 3: tile(std::integral_constant<int, 3>{}); break;
+    case 2: tile(std::integral_constant<int, 2>{}); break;
+    case 1: tile(std::integral_constant<int, 1>{}); break;
+    default: break;
+  }
+}
+
+// CPU engine of conv2d_backward_params' narrow form (Cin < kConvNarrowInput) for the rows
+// [r_begin, r_end) of dK (rows (kh, kw, ci)), xp padded on all sides: each element
+//   acc = 0;  for each output image row (n, h) in order, for w in order:
+//     acc += x[n][h + kh - p][w + kw - p][ci] * dy[n][h][w][co]
+// the same sums in the same order as the generic segment-sum form, whatever the tiling. Image
+// rows outermost, with the partial sums in part (L1-sized): dy (B H W Cout scalars, more than
+// the caches hold) is read once, not once per tile of rows.
+template <class T>
+void narrow_kernel_grad_host(const ConvGeometry& g, const T* xp, const T* dy, T* dK, int r_begin,
+                             int r_end) {
+  constexpr int L = kHostVectorBytes / sizeof(T), LH = L / 2;
+  const int taps_row = g.k * g.Cin, Hp = g.H + 2 * g.pad(), Wp = g.padded_w();
+  const int C = g.Cout, nv3 = C / (3 * L), rest = C - nv3 * 3 * L;
+  const int nv = rest / L, nh = (rest - nv * L) >= LH ? 1 : 0, c_tail = nv3 * 3 * L + nv * L + nh * LH;
+  T* part = dK + (int64_t)r_begin * C;  // the rows' own output, as partial sums
+  for (int image_row = 0; image_row < g.B * g.H; ++image_row) {
+    const int n = image_row / g.H, h = image_row % g.H;
+    const bool first = image_row == 0;
+    const T* dy_row = dy + (int64_t)image_row * g.W * C;
+    for (int r = r_begin; r < r_end;) {
+      const int kh = r / taps_row, t_begin = r % taps_row;
+      const int t_end = (kh + 1) * taps_row <= r_end ? taps_row : r_end - kh * taps_row;
+      const T* x = xp + ((int64_t)(n * Hp + h + kh) * Wp) * g.Cin;
+      T* pk = part + ((int64_t)kh * taps_row - r_begin) * C;
+      for (int b = 0; b < nv3; ++b)
+        narrow_kernel_grad_rows<3, 0>(g.W, g.Cin, C, x, dy_row + b * 3 * L, pk + b * 3 * L, t_begin, t_end, first);
+      const int c = nv3 * 3 * L;
+      switch (nv * 2 + nh) {
+        case 1: narrow_kernel_grad_rows<0, 1>(g.W, g.Cin, C, x, dy_row + c, pk + c, t_begin, t_end, first); break;
+        case 2: narrow_kernel_grad_rows<1, 0>(g.W, g.Cin, C, x, dy_row + c, pk + c, t_begin, t_end, first); break;
+        case 3: narrow_kernel_grad_rows<1, 1>(g.W, g.Cin, C, x, dy_row + c, pk + c, t_begin, t_end, first); break;
+        case 4: narrow_kernel_grad_rows<2, 0>(g.W, g.Cin, C, x, dy_row + c, pk + c, t_begin, t_end, first); break;
+        case 5: narrow_kernel_grad_rows<2, 1>(g.W, g.Cin, C, x, dy_row + c, pk + c, t_begin, t_end, first); break;
+        default: break;
+      }
+      // the last channels (fewer than half a vector), one at a time
+      for (int co = c_tail; co < C; ++co)
+        for (int t = t_begin; t < t_end; ++t) {
+          T acc = first ? T(0) : pk[(int64_t)t * C + co];
+          for (int j = 0; j < g.W; ++j) acc += x[j * g.Cin + t] * dy_row[(int64_t)j * C + co];
+          pk[(int64_t)t * C + co] = acc;
+        }
+      r = kh * taps_row + t_end;
+    }
+  }
+}
+#endif
+
 // dK[kh][kw][ci][co] = sum_{n, h, w} x[n][h + kh - p][w + kw - p][ci] * dy[n][h][w][co];
 // db[co] = sum_{n, h, w} dy[n][h][w][co]. Rows are (kh, kw, ci), grouped by kh; segments are
 // the output image rows (n, h): a run of the padded x along w (stride Cin) against the rows of
@@ -463,6 +579,14 @@ FS_HD void conv2d_backward_params(const Block& blk, const ConvGeometry& g, const
     }
   } else if (conv2d_narrow_input(g)) {
     conv2d_pad(blk, g, x, g.Cin, true, xp);
+#if !defined(__CUDACC__)
+    if constexpr (IsHostBlock<Block>::value) {
+      const int64_t work = (int64_t)rows * g.Cout * g.B * g.H * g.W;
+      blk.map_row_blocks(rows, work, 1, [&](int lo, int count) {
+        narrow_kernel_grad_host(g, xp, dy, dK, lo, lo + count);
+      });
+    } else
+#endif
     blk.map_2d_segment_sum(
         SegmentSumShape{rows, g.Cout, rows, g.B * g.H, g.Cin, g.Cout},
         [=](int r) -> const T* { return xp + (int64_t)(r / taps_row) * Wp * g.Cin + r % taps_row; },
